@@ -1,0 +1,56 @@
+"""Small inputs made on the spot: the tests need no downloaded or shared files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from train.vgg import conv_shapes
+
+
+def photo_like(size: tuple[int, int], seed: int) -> np.ndarray:
+    """An H×W×3 uint8 image with smooth gradients, edges and noise, so that VGG features are not degenerate."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    channels = []
+    for c in range(3):
+        fx, fy, phase = rng.uniform(2, 9), rng.uniform(2, 9), rng.uniform(0, 6.3)
+        channels.append(0.5 + 0.35 * np.sin(fx * xx * 6.3 + phase) * np.cos(fy * yy * 6.3 + c))
+    image = np.stack(channels, axis=-1)
+    x0, y0 = rng.integers(0, w // 2 + 1), rng.integers(0, h // 2 + 1)
+    image[y0 : y0 + h // 3, x0 : x0 + w // 3] = rng.uniform(0, 1, 3)
+    image += rng.normal(0, 0.03, image.shape)
+    return (np.clip(image, 0, 1) * 255).astype(np.uint8)
+
+
+def write_images(folder: Path, count: int, size: tuple[int, int] = (40, 48), suffix: str = ".png") -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"photo_{i:02d}{suffix}"
+        Image.fromarray(photo_like(size, seed=i)).save(path)
+        paths.append(path)
+    return paths
+
+
+def random_vgg_state(num_convs: int, arch: str = "vgg16", seed: int = 0, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A torchvision-layout VGG state dict (`N.weight` at torchvision's indices) with random weights."""
+    generator = torch.Generator().manual_seed(seed)
+    from train.vgg import layer_names
+
+    conv_indices = [i for i, name in enumerate(layer_names(arch)) if name.startswith("conv")]
+    state = {}
+    for index, shape in zip(conv_indices[:num_convs], conv_shapes(arch), strict=False):
+        fan_in = shape[1] * 9
+        state[f"{prefix}{index}.weight"] = torch.randn(shape, generator=generator) * (2.0 / fan_in) ** 0.5
+        state[f"{prefix}{index}.bias"] = torch.randn(shape[0], generator=generator) * 0.01
+    return state
+
+
+def write_vgg(path: Path, num_convs: int = 4, arch: str = "vgg16") -> Path:
+    torch.save(random_vgg_state(num_convs, arch), path)
+    return path

@@ -1,0 +1,152 @@
+import pytest
+import torch
+
+from tests.helpers import photo_like
+from train.errors import UserError
+from train.generators import GeneratorSpec, build_generator, load_generator_weights
+from train.johnson import TransformerNet
+
+
+def photo_batch(n: int, h: int, w: int) -> torch.Tensor:
+    return torch.stack([torch.from_numpy(photo_like((h, w), seed=i)).permute(2, 0, 1).float() for i in range(n)])
+
+
+ALL_SPECS = [
+    GeneratorSpec("johnson", "instance", 1.0),
+    GeneratorSpec("johnson", "batch", 0.5),
+    GeneratorSpec("texture", "instance", 1.0),
+    GeneratorSpec("texture", "batch", 1.0),
+    GeneratorSpec("texture", "instance", 0.5, noise_channels=2),
+]
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS, ids=lambda s: f"{s.arch}-{s.norm}-{s.width}-{s.noise_channels}")
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (7, 5), (37, 53), (64, 31)])
+def test_any_size_in_gives_the_same_size_out(spec, size):
+    torch.manual_seed(0)
+    model = build_generator(spec).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, *size) * 255)
+    assert out.shape == (2, 3, *size)
+    assert torch.isfinite(out).all()
+
+
+def test_johnson_has_the_pytorch_examples_size_and_half_width():
+    def count(model):
+        return sum(p.numel() for p in model.parameters())
+
+    assert count(TransformerNet()) == 1_679_235  # pytorch/examples TransformerNet
+    half = TransformerNet(width=0.5)
+    assert half.conv1.conv2d.out_channels == 16 and half.conv3.conv2d.out_channels == 64
+    assert count(half) < count(TransformerNet()) / 3
+
+
+def pytorch_examples_keys() -> set[str]:
+    """Key names of a pytorch/examples fast_neural_style checkpoint (saved with torch < 0.4)."""
+    keys = set()
+
+    def conv(name):
+        keys.update({f"{name}.conv2d.weight", f"{name}.conv2d.bias"})
+
+    def inorm(name):  # old InstanceNorm2d also saved (unused) running statistics
+        keys.update({f"{name}.{p}" for p in ("weight", "bias", "running_mean", "running_var")})
+
+    for i in (1, 2, 3):
+        conv(f"conv{i}")
+        inorm(f"in{i}")
+    for r in range(1, 6):
+        for i in (1, 2):
+            conv(f"res{r}.conv{i}")
+            inorm(f"res{r}.in{i}")
+    conv("deconv1")
+    inorm("in4")
+    conv("deconv2")
+    inorm("in5")
+    conv("deconv3")
+    return keys
+
+
+def test_pytorch_examples_checkpoint_loads_and_drops_legacy_running_stats():
+    reference = TransformerNet()
+    state = {}
+    for key in pytorch_examples_keys():
+        if key.endswith(("running_mean", "running_var")):
+            channels = reference.state_dict()[key.rsplit(".", 1)[0] + ".weight"].shape
+            state[key] = torch.zeros(channels) if key.endswith("mean") else torch.ones(channels)
+        else:
+            state[key] = torch.randn(reference.state_dict()[key].shape)
+    model = TransformerNet()
+    dropped = load_generator_weights(model, state, "examples.pth")
+    assert len(dropped) == 2 * 15 and all("running_" in k for k in dropped)
+    assert torch.equal(model.res3.conv2.conv2d.weight, state["res3.conv2.conv2d.weight"])
+    assert torch.equal(model.in5.bias, state["in5.bias"])
+
+
+def test_wrong_width_weights_are_a_clear_error():
+    state = TransformerNet(width=0.5).state_dict()
+    with pytest.raises(UserError, match=r"half.pth: conv1.conv2d.weight has shape \(16, 3, 9, 9\).*--width"):
+        load_generator_weights(TransformerNet(width=1.0), state, "half.pth")
+
+
+@pytest.mark.parametrize("arch", ["johnson", "texture"])
+@pytest.mark.parametrize("a,b", [(0.3, 40.0), (0.5, 64.0), (2.0, -100.0), (1.0, 30.0)])
+def test_instance_norm_generator_ignores_contrast_and_brightness(arch, a, b):
+    torch.manual_seed(1)
+    model = build_generator(GeneratorSpec(arch, "instance")).eval()
+    x = photo_batch(2, 48, 56)
+    with torch.no_grad():
+        base, changed = model(x), model(a * x + b)
+    relative = (changed - base).norm() / base.norm()
+    assert relative < 1e-3
+
+
+@pytest.mark.parametrize("arch", ["johnson", "texture"])
+def test_batch_norm_generator_in_eval_mode_follows_contrast(arch):
+    torch.manual_seed(1)
+    model = build_generator(GeneratorSpec(arch, "batch")).eval()
+    x = photo_batch(2, 48, 56)
+    with torch.no_grad():
+        relative = (model(0.5 * x + 64) - model(x)).norm() / model(x).norm()
+    assert relative > 0.05
+
+
+@pytest.mark.parametrize("arch", ["johnson", "texture"])
+def test_instance_norm_output_does_not_depend_on_the_rest_of_the_batch(arch):
+    torch.manual_seed(2)
+    model = build_generator(GeneratorSpec(arch, "instance")).eval()
+    x = photo_batch(4, 40, 40)
+    with torch.no_grad():
+        alone = model(x[:1])
+        together = model(x)
+        with_others = model(torch.cat([x[:1], 255 - x[1:]]))
+    torch.testing.assert_close(together[:1], alone, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(with_others[:1], alone, atol=1e-3, rtol=1e-4)
+
+
+def test_instance_norm_has_no_running_statistics_and_is_the_same_in_train_and_eval():
+    model = build_generator(GeneratorSpec("johnson", "instance", 0.5))
+    assert not any("running" in k for k in model.state_dict())
+    x = photo_batch(2, 32, 32)
+    with torch.no_grad():
+        train_out = model.train()(x)
+        eval_out = model.eval()(x)
+    torch.testing.assert_close(train_out, eval_out)
+
+
+def test_instance_norm_stays_accurate_under_bf16_autocast():
+    torch.manual_seed(3)
+    model = build_generator(GeneratorSpec("johnson", "instance", 0.5)).eval()
+    x = photo_batch(1, 32, 32) * 40  # large activations: the variance would overflow fp16
+    with torch.no_grad():
+        reference = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    relative = (low.float() - reference).norm() / reference.norm()
+    assert relative < 0.05
+
+
+def test_unknown_arch_or_norm_is_a_user_error():
+    with pytest.raises(UserError, match="--arch"):
+        build_generator(GeneratorSpec("unet"))
+    with pytest.raises(UserError, match="--norm"):
+        build_generator(GeneratorSpec("johnson", "group"))

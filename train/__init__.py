@@ -1,0 +1,1 @@
+"""Training of instance-normalization style-transfer generators (needs torch)."""

@@ -1,0 +1,34 @@
+"""Normalization layers for the generators.
+
+Instance norm is the point of the whole product (Ulyanov et al. 2016): statistics are computed per image and
+per channel over H×W, at training *and* at test time, so there are no running statistics to track or fold.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+NORMS = ("instance", "batch")
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """`nn.InstanceNorm2d(affine=True)` that always computes in float32.
+
+    Under fp16/bf16 autocast the variance of large activations overflows or loses precision; computing the
+    statistics in float32 and casting back keeps the output exact. Parameter names are those of
+    `nn.InstanceNorm2d` (`weight`, `bias`), so pytorch/examples state dicts load unchanged.
+    """
+
+    def __init__(self, num_features: int):
+        super().__init__(num_features, affine=True, track_running_stats=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x.float()).to(x.dtype)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instance":
+        return InstanceNorm2d(channels)
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")

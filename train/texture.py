@@ -1,0 +1,75 @@
+"""Ulyanov et al.'s multi-scale texture network (texture_nets `pyramid` model), the seed paper's generator.
+
+The input is average-pooled to 1/32 … 1/1 of its size. Each copy goes through three conv blocks (3×3, 3×3,
+1×1). Going from coarse to fine, the running result is upsampled ×2, both it and the next branch are
+normalized, concatenated, and mixed by three more conv blocks; a final 1×1 conv gives RGB. Convs are
+reflection-padded (texture_nets pads with zeros; mirroring keeps instance norm's contrast invariance exact).
+Optional noise channels are appended to every downsampled input (texture_nets' `NoiseFill`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from train.norm import make_norm
+from train.padding import pad_to_multiple
+
+RATIOS = (32, 16, 8, 4, 2, 1)
+
+
+class ConvBlock(nn.Sequential):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, norm: str):
+        super().__init__(
+            nn.ReflectionPad2d(kernel_size // 2),
+            nn.Conv2d(in_channels, out_channels, kernel_size),
+            make_norm(norm, out_channels),
+            nn.LeakyReLU(0.01),
+        )
+
+
+def _three_blocks(in_channels: int, channels: int, norm: str) -> nn.Sequential:
+    return nn.Sequential(
+        ConvBlock(in_channels, channels, 3, norm),
+        ConvBlock(channels, channels, 3, norm),
+        ConvBlock(channels, channels, 1, norm),
+    )
+
+
+class TextureNet(nn.Module):
+    """RGB float 0–255 NCHW in, RGB float of the same size out."""
+
+    multiple = RATIOS[0]
+    # The coarsest branch must be at least 2×2 for its 3×3 mirror padding.
+    minimum_size = 2 * RATIOS[0]
+
+    def __init__(self, norm: str = "instance", width: float = 1.0, noise_channels: int = 0):
+        super().__init__()
+        self.noise_channels = noise_channels
+        base = max(1, round(8 * width))
+        self.branches = nn.ModuleList(_three_blocks(3 + noise_channels, base, norm) for _ in RATIOS)
+        # Join i merges the running result (base*i channels) with branch i (base channels).
+        self.join_norms_coarse = nn.ModuleList(make_norm(norm, base * i) for i in range(1, len(RATIOS)))
+        self.join_norms_branch = nn.ModuleList(make_norm(norm, base) for _ in range(1, len(RATIOS)))
+        self.joins = nn.ModuleList(_three_blocks(base * (i + 1), base * (i + 1), norm) for i in range(1, len(RATIOS)))
+        self.to_rgb = nn.Conv2d(base * len(RATIOS), 3, 1)
+
+    def _branch_input(self, x: Tensor, ratio: int, noise: torch.Generator | None) -> Tensor:
+        x = F.avg_pool2d(x, ratio) if ratio > 1 else x
+        if not self.noise_channels:
+            return x
+        shape = (x.shape[0], self.noise_channels, x.shape[2], x.shape[3])
+        z = torch.rand(shape, generator=noise, device=x.device, dtype=x.dtype)
+        return torch.cat([x, z * 255.0], dim=1)
+
+    def forward(self, x: Tensor, noise: torch.Generator | None = None) -> Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        x = pad_to_multiple(x, self.multiple, self.minimum_size)
+        y = self.branches[0](self._branch_input(x, RATIOS[0], noise))
+        for i, ratio in enumerate(RATIOS[1:]):
+            branch = self.branches[i + 1](self._branch_input(x, ratio, noise))
+            y = F.interpolate(y, scale_factor=2, mode="nearest")
+            y = torch.cat([self.join_norms_coarse[i](y), self.join_norms_branch[i](branch)], dim=1)
+            y = self.joins[i](y)
+        return self.to_rgb(y)[..., :h, :w]
