@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from train.data import CropDataset, crop_to_square, load_style_image, open_rgb, scan_folder
+from train.errors import UserError
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    array = np.zeros((20, 40, 3), np.uint8)
+    array[:, :10] = 255  # white band on the left of the stored pixels
+    image = Image.fromarray(array)
+    exif = image.getexif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    image.save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    upright = np.asarray(open_rgb(tmp_path / "rotated.jpg"))
+    assert upright.shape == (40, 20, 3)
+    assert upright[:10].mean() > 200 and upright[-10:].mean() < 50  # the band is now at the top
+
+
+def test_sixteen_bit_grey_alpha_and_palette_become_8_bit_rgb(tmp_path):
+    Image.fromarray(np.full((8, 8), 65535 // 2, np.uint16)).save(tmp_path / "deep.png")
+    Image.fromarray(np.full((8, 8), 77, np.uint8), "L").save(tmp_path / "grey.png")
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255
+    rgba[:, 4:, 3] = 255  # left half transparent
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    deep = np.asarray(open_rgb(tmp_path / "deep.png"))
+    assert deep.dtype == np.uint8 and deep.shape == (8, 8, 3) and abs(int(deep[0, 0, 0]) - 128) <= 1
+    assert (np.asarray(open_rgb(tmp_path / "grey.png")) == 77).all()
+    alpha = np.asarray(open_rgb(tmp_path / "alpha.png"))
+    assert (alpha[:, :4] == 255).all()  # transparent shows the white background
+    assert (alpha[:, 4:] == [255, 0, 0]).all()
+
+
+def test_crops_are_square_and_a_pure_function_of_seed_and_index(tmp_path):
+    for i in range(3):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (30 + 7 * i, 50, 3), np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    files = scan_folder(tmp_path).files
+    a, b = CropDataset(files, 24, "random", seed=5), CropDataset(files, 24, "random", seed=5)
+    for index in (0, 4, 10):
+        assert a[index][0].shape == (3, 24, 24)
+        assert (a[index][0] == b[index][0]).all()
+    assert sorted(a.order(0)) == [0, 1, 2] and sorted(a.order(1)) == [0, 1, 2]
+    other_seed = CropDataset(files, 24, "random", seed=6)
+    assert any(not (a[i][0] == other_seed[i][0]).all() for i in range(6))
+
+
+def test_center_crop_of_a_landscape_takes_the_middle():
+    array = np.zeros((10, 30, 3), np.uint8)
+    array[:, 10:20] = 200
+    crop = np.asarray(crop_to_square(Image.fromarray(array), 10, "center", None))
+    assert crop.shape == (10, 10, 3) and (crop == 200).all()
+
+
+def test_style_image_long_side_is_resized(tmp_path):
+    Image.fromarray(np.zeros((50, 100, 3), np.uint8)).save(tmp_path / "s.png")
+    assert load_style_image(tmp_path / "s.png", 40).shape == (1, 3, 20, 40)
+    assert load_style_image(tmp_path / "s.png", None).shape == (1, 3, 50, 100)
+    with pytest.raises(UserError, match="style image not found"):
+        load_style_image(tmp_path / "missing.png", None)

@@ -1,0 +1,244 @@
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tests.helpers import photo_like, write_images, write_vgg
+from toolkit.cli import app
+from train.checkpoint import load_model
+from train.config import resolve
+from train.errors import UserError
+from train.loop import Reporter, run_training
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inputs")
+    write_images(root / "photos", 5, size=(40, 52))
+    write_images(root / "photos" / "nested", 1, size=(60, 36), suffix=".jpg")
+    Image.fromarray(photo_like((48, 48), seed=99)).save(root / "style.png")
+    write_vgg(root / "vgg.pth", num_convs=4)
+    return root
+
+
+def train_args(inputs: Path, out: Path, steps: int = 20, *extra: str) -> list[str]:
+    return [
+        "train", "--style", str(inputs / "style.png"), "--data", str(inputs / "photos"), "--out", str(out),
+        "--vgg-weights", str(inputs / "vgg.pth"), "--loss-net", "vgg16",
+        "--content-layers", "relu2_2", "--style-layers", "relu1_2,relu2_2",
+        "--content-weight", "1", "--style-weight", "1e4",
+        "--image-size", "32", "--batch-size", "2", "--width", "0.5", "--lr", "1e-2",
+        "--steps", str(steps), "--log-every", "1", "--checkpoint-every", "5", "--sample-every", "10",
+        "--seed", "7", "--quiet", *extra,
+    ]  # fmt: skip
+
+
+def invoke(args: list[str]):
+    return runner.invoke(app, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def full_run(inputs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "full"
+    result = invoke(train_args(inputs, out, 20, "--json"))
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def read_log(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_a_short_run_lowers_the_loss_and_writes_its_files(full_run):
+    out, summary = full_run
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 21))
+    assert {"total", "content", "style", "tv", "content/relu2_2", "style/relu1_2", "style/relu2_2"} <= set(log[0])
+    first, last = sum(r["total"] for r in log[:5]) / 5, sum(r["total"] for r in log[-5:]) / 5
+    assert last < 0.7 * first
+    assert summary["step"] == 20 and not summary["interrupted"] and summary["device"] == "cpu"
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000010.jpg", "step_0000020.jpg"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+    model, meta = load_model(out / "model.safetensors")
+    assert meta["generator"] == {"arch": "johnson", "norm": "instance", "width": 0.5, "noise_channels": 0}
+    assert meta["training"]["style"] == "style.png" and meta["training"]["steps"] == 20
+    assert meta["io"]["range"] == [0, 255]
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 21, 19) * 255).shape == (1, 3, 21, 19)
+
+
+def test_resume_after_10_steps_equals_20_steps_uninterrupted(inputs, full_run, tmp_path):
+    reference, _ = full_run
+    out = tmp_path / "resumed"
+    assert invoke(train_args(inputs, out, 10)).exit_code == 0
+    result = invoke(["train", "--out", str(out), "--resume", "--steps", "20", "--quiet"])
+    assert result.exit_code == 0, result.output
+    expected, actual = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    assert [r["total"] for r in read_log(out)] == [r["total"] for r in read_log(reference)]
+
+
+class _CtrlCAt(Reporter):
+    def __init__(self, step: int):
+        self.at = step
+
+    def step(self, step, losses):
+        if step == self.at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes_exactly(inputs, full_run, tmp_path):
+    reference, _ = full_run
+    out = tmp_path / "interrupted"
+    overrides = {"out": str(out)}
+    args = train_args(inputs, out, 20)
+    for flag, value in zip(args[1::2], args[2::2], strict=False):
+        if flag.startswith("--") and not value.startswith("--"):
+            overrides[flag[2:].replace("-", "_")] = value
+    config = resolve(
+        {
+            **overrides,
+            "steps": 20, "image_size": 32, "batch_size": 2, "width": 0.5, "lr": 1e-2, "content_weight": 1.0,
+            "style_weight": 1e4, "log_every": 1, "checkpoint_every": 5, "sample_every": 10, "seed": 7,
+        }
+    )  # fmt: skip
+    result = run_training(config, reporter=_CtrlCAt(7))
+    assert result.interrupted and result.step == 7
+    assert len(read_log(out)) == 7
+    resumed = invoke(["train", "--out", str(out), "--resume", "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    expected, actual = load_file(reference / "model.safetensors"), load_file(out / "model.safetensors")
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+
+
+def tree_digest(folder: Path) -> dict[str, str]:
+    if not folder.exists():
+        return {}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def assert_one_line_error(result, *fragments: str):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_missing_and_empty_data_folders(inputs, tmp_path):
+    out = tmp_path / "out"
+    args = train_args(inputs, out)
+    missing = args.copy()
+    missing[missing.index("--data") + 1] = str(tmp_path / "no-such-folder")
+    assert_one_line_error(invoke(missing), "data folder not found", "no-such-folder")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    args[args.index("--data") + 1] = str(empty)
+    assert_one_line_error(invoke(args), f"data folder {empty} holds no image files", "--data")
+    assert not out.exists()
+
+
+def test_unreadable_style_image(inputs, tmp_path):
+    broken = tmp_path / "style.jpg"
+    broken.write_bytes(b"\xff\xd8 definitely not a jpeg")
+    args = train_args(inputs, tmp_path / "out")
+    args[args.index("--style") + 1] = str(broken)
+    assert_one_line_error(invoke(args), "cannot read style image", "style.jpg")
+    assert not (tmp_path / "out").exists()
+
+
+def test_vgg_weights_of_the_wrong_shape_or_format(inputs, tmp_path):
+    wrong_shape = tmp_path / "wrong.pth"
+    torch.save({"0.weight": torch.zeros(64, 1, 3, 3), "0.bias": torch.zeros(64)}, wrong_shape)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"nope")
+    for path, fragment in ((wrong_shape, "convolution 1 has weight shape (64, 1, 3, 3)"), (garbage, "safetensors")):
+        args = train_args(inputs, tmp_path / "out")
+        args[args.index("--vgg-weights") + 1] = str(path)
+        assert_one_line_error(invoke(args), path.name, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_folder_that_cannot_be_written(inputs, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    assert_one_line_error(invoke(train_args(inputs, blocker / "out")), "cannot write to output folder", "--out")
+    assert blocker.read_text() == "in the way"
+
+
+def test_resume_with_a_different_arch_and_retraining_over_a_run_are_refused(inputs, full_run):
+    out, _ = full_run
+    before = tree_digest(out)
+    different = invoke(["train", "--out", str(out), "--resume", "--arch", "texture", "--quiet"])
+    assert_one_line_error(different, "--arch texture differs from the run being resumed (johnson)")
+    again = invoke(train_args(inputs, out))
+    assert_one_line_error(again, "already holds a training run", "--resume")
+    assert tree_digest(out) == before
+
+
+def test_resume_without_a_checkpoint(tmp_path):
+    assert_one_line_error(invoke(["train", "--out", str(tmp_path), "--resume"]), "no checkpoint.safetensors")
+
+
+def test_unreadable_photos_are_skipped_and_named_once(inputs, tmp_path):
+    data = tmp_path / "photos"
+    write_images(data, 3, size=(40, 40))
+    (data / "not-an-image.jpg").write_bytes(b"garbage")
+    png = (data / "photo_00.png").read_bytes()
+    (data / "truncated.png").write_bytes(png[: len(png) // 2])  # header parses, pixels do not
+    args = train_args(inputs, tmp_path / "out", 12)
+    args[args.index("--data") + 1] = str(data)
+    result = invoke([*args, "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert [Path(s.split(" ")[0].rstrip(":")).name for s in summary["skipped_files"]] == [
+        "not-an-image.jpg",
+        "truncated.png",
+    ]
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 2
+    assert "not-an-image.jpg" in warnings[0] and "truncated.png" in warnings[1]
+
+
+def test_presets_reproduce_the_recipes_and_flags_override_them():
+    examples = resolve({})
+    assert (examples.content_layers, examples.content_weight, examples.style_weight) == ("relu2_2", 1e5, 1e10)
+    assert examples.style_layers == "relu1_2,relu2_2,relu3_3,relu4_3" and examples.tv_weight == 0
+    assert (examples.batch_size, examples.image_size, examples.lr, examples.epochs) == (4, 256, 1e-3, 2.0)
+    johnson = resolve({"preset": "johnson"})
+    assert (johnson.content_layers, johnson.content_weight, johnson.style_weight, johnson.tv_weight) == (
+        "relu3_3",
+        1.0,
+        5.0,
+        1e-6,
+    )
+    texture = resolve({"preset": "texture-nets", "style_weight": 3.0})
+    assert (texture.arch, texture.loss_net, texture.content_layers, texture.batch_size) == (
+        "texture",
+        "vgg19",
+        "relu4_2",
+        1,
+    )
+    assert texture.style_layers == "relu1_1,relu2_1,relu3_1,relu4_1" and texture.style_weight == 3.0
+    assert texture.lr_at(1999) == pytest.approx(1e-3) and texture.lr_at(2000) == pytest.approx(8e-4)
+    assert texture.lr_at(4000) == pytest.approx(6.4e-4)
+    with pytest.raises(UserError, match="--steps or --epochs"):
+        resolve({"steps": 10, "epochs": 1.0})
+    with pytest.raises(UserError, match="--preset"):
+        resolve({"preset": "nope"})

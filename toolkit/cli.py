@@ -1,0 +1,37 @@
+"""The `toolkit` command: one typer app, one sub-command per stage."""
+
+from __future__ import annotations
+
+import typer
+
+from toolkit import __version__
+from toolkit.sample_data import sample_data
+from toolkit.train_command import train
+
+app = typer.Typer(
+    help="Train instance-normalization style-transfer generators, export them, and run them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"toolkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    pass
+
+
+app.command("train", no_args_is_help=True)(train)
+app.command("sample-data", no_args_is_help=True)(sample_data)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,124 @@
+"""Our files, all safetensors (no pickle), each written to a temporary name and renamed into place.
+
+- `model.safetensors`: generator weights; metadata says how to rebuild it (arch, norm, width) and how it was
+  trained. This is what `toolkit export` takes.
+- `checkpoint.safetensors`: everything needed to continue training exactly: generator, optimizer state, grad
+  scaler, step. (Data order, crops and the LR schedule are functions of the seed and step, so no RNG state.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from train.errors import UserError
+from train.generators import GeneratorSpec, build_generator, load_generator_weights
+
+MODEL_FORMAT = "fast-style-toolkit/generator"
+CHECKPOINT_FORMAT = "fast-style-toolkit/training-state"
+FORMAT_VERSION = "1"
+IO_CONTRACT = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 255]}
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path, expected_format: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
+    if metadata.get("format") != expected_format:
+        raise UserError(f"{path}: not a {expected_format} file (format: {metadata.get('format', 'none')})")
+    return tensors, metadata
+
+
+def save_model(path: Path, generator: nn.Module, spec: GeneratorSpec, training: dict) -> None:
+    metadata = {
+        "format": MODEL_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "generator": json.dumps(spec.to_dict()),
+        "io": json.dumps(IO_CONTRACT),
+        "training": json.dumps(training),
+    }
+    atomic_save(generator.state_dict(), path, metadata)
+
+
+def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+    """Rebuild a generator from a `model.safetensors`; returns (model in eval mode, metadata with JSON decoded)."""
+    path = Path(path)
+    tensors, metadata = _read(path, MODEL_FORMAT)
+    decoded = {k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()}
+    spec = GeneratorSpec(**decoded["generator"])
+    model = build_generator(spec)
+    load_generator_weights(model, tensors, str(path))
+    return model.eval(), decoded
+
+
+def save_checkpoint(
+    path: Path,
+    generator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler_state: dict,
+    step: int,
+    config: dict,
+) -> None:
+    tensors = {f"generator.{k}": v for k, v in generator.state_dict().items()}
+    optim = optimizer.state_dict()
+    scalars: dict[str, dict] = {}
+    for param_id, state in optim["state"].items():
+        for name, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{param_id}.{name}"] = value
+            else:
+                scalars.setdefault(str(param_id), {})[name] = value
+    metadata = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": str(step),
+        "config": json.dumps(config),
+        "param_groups": json.dumps(optim["param_groups"]),
+        "optimizer_scalars": json.dumps(scalars),
+        "scaler": json.dumps(scaler_state),
+    }
+    atomic_save(tensors, path, metadata)
+
+
+def read_checkpoint_config(path: Path) -> dict:
+    _, metadata = _read(path, CHECKPOINT_FORMAT)
+    return json.loads(metadata["config"])
+
+
+def load_checkpoint(path: Path, generator: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict]:
+    """Restore generator and optimizer in place; returns (step, grad scaler state)."""
+    tensors, metadata = _read(path, CHECKPOINT_FORMAT)
+    weights = {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
+    load_generator_weights(generator, weights, str(path))
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, param_id, name = key.split(".", 2)
+            state.setdefault(int(param_id), {})[name] = value
+    for param_id, values in json.loads(metadata["optimizer_scalars"]).items():
+        state.setdefault(int(param_id), {}).update(values)
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(metadata["param_groups"])})
+    return int(metadata["step"]), json.loads(metadata["scaler"])

@@ -1,0 +1,244 @@
+"""Training settings: defaults, the published recipes (`--preset`), and how flags and a resumed run combine."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from train.errors import UserError
+
+
+@dataclass
+class TrainConfig:
+    style: str = ""
+    data: str = ""
+    out: str = ""
+    preset: str = "pytorch-examples"
+    # generator
+    arch: str = "johnson"
+    norm: str = "instance"
+    width: float = 1.0
+    noise_channels: int = 0
+    # data
+    image_size: int = 256
+    style_size: int | None = None
+    crop: str = "random"
+    batch_size: int = 4
+    steps: int | None = None
+    epochs: float | None = None
+    # loss
+    loss_net: str = "vgg16"
+    vgg_weights: str | None = None
+    content_layers: str = "relu2_2"
+    style_layers: str = "relu1_2,relu2_2,relu3_3,relu4_3"
+    content_weight: float = 1e5
+    style_weight: float = 1e10
+    tv_weight: float = 0.0
+    # optimiser
+    lr: float = 1e-3
+    lr_decay: float = 1.0
+    lr_decay_every: int = 0
+    seed: int = 42
+    # bookkeeping and hardware
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    sample_every: int = 500
+    device: str = "auto"
+    precision: str = "auto"
+    channels_last: bool | None = None
+    workers: int | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def total_steps(self, num_images: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        epochs = self.epochs if self.epochs is not None else 1.0
+        return max(1, math.ceil(epochs * num_images / self.batch_size))
+
+    def lr_at(self, step: int) -> float:
+        """Step schedule: lr × lr_decay^(step // lr_decay_every). A pure function of the step, so resume is exact."""
+        if not self.lr_decay_every:
+            return self.lr
+        return self.lr * self.lr_decay ** (step // self.lr_decay_every)
+
+
+# The published recipes. Loss weights are relative to the loss network's feature scale: they reproduce the
+# originals with the same VGG weights (torchvision VGG-16 for pytorch-examples; Caffe VGG-16/19 for the others).
+PRESETS: dict[str, dict] = {
+    "pytorch-examples": dict(
+        arch="johnson",
+        loss_net="vgg16",
+        content_layers="relu2_2",
+        style_layers="relu1_2,relu2_2,relu3_3,relu4_3",
+        content_weight=1e5,
+        style_weight=1e10,
+        tv_weight=0.0,
+        lr=1e-3,
+        lr_decay=1.0,
+        lr_decay_every=0,
+        batch_size=4,
+        image_size=256,
+        style_size=None,
+        crop="center",
+        steps=None,
+        epochs=2.0,
+    ),
+    "johnson": dict(
+        arch="johnson",
+        loss_net="vgg16",
+        content_layers="relu3_3",
+        style_layers="relu1_2,relu2_2,relu3_3,relu4_3",
+        content_weight=1.0,
+        style_weight=5.0,
+        tv_weight=1e-6,
+        lr=1e-3,
+        lr_decay=1.0,
+        lr_decay_every=0,
+        batch_size=4,
+        image_size=256,
+        style_size=256,
+        crop="center",
+        steps=40000,
+        epochs=None,
+    ),
+    "texture-nets": dict(
+        arch="texture",
+        loss_net="vgg19",
+        content_layers="relu4_2",
+        style_layers="relu1_1,relu2_1,relu3_1,relu4_1",
+        content_weight=1.0,
+        style_weight=1.0,
+        tv_weight=0.0,
+        lr=1e-3,
+        lr_decay=0.8,
+        lr_decay_every=2000,
+        batch_size=1,
+        image_size=256,
+        style_size=256,
+        crop="random",
+        steps=50000,
+        epochs=None,
+    ),
+    # Ours: for loss networks that stop at relu3_1, such as the Caffe-normalised VGG-19 encoder
+    # (vgg_r31.pth) that WCT and LinearStyleTransfer ship. Weights tuned for that network's feature scale.
+    "shallow": dict(
+        arch="johnson",
+        loss_net="vgg19",
+        content_layers="relu2_1",
+        style_layers="relu1_1,relu2_1,relu3_1",
+        content_weight=1.0,
+        style_weight=1e3,
+        tv_weight=1e-6,
+        lr=1e-3,
+        lr_decay=1.0,
+        lr_decay_every=0,
+        batch_size=4,
+        image_size=256,
+        style_size=512,
+        crop="random",
+        steps=2000,
+        epochs=None,
+    ),
+}
+
+# Settings that define what is being trained: a resumed run must keep them, or it would not continue the same run.
+FIXED_ON_RESUME = (
+    "style",
+    "data",
+    "preset",
+    "arch",
+    "norm",
+    "width",
+    "noise_channels",
+    "image_size",
+    "style_size",
+    "crop",
+    "batch_size",
+    "loss_net",
+    "vgg_weights",
+    "content_layers",
+    "style_layers",
+    "content_weight",
+    "style_weight",
+    "tv_weight",
+    "lr",
+    "lr_decay",
+    "lr_decay_every",
+    "seed",
+)
+
+CHOICES = {
+    "crop": ("random", "center"),
+    "device": ("auto", "cpu", "cuda"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+}
+
+
+def parse_layers(spec: str, flag: str) -> dict[str, float]:
+    """'relu1_2,relu2_2:0.5' → {'relu1_2': 1.0, 'relu2_2': 0.5}."""
+    layers: dict[str, float] = {}
+    for item in (part.strip() for part in spec.split(",")):
+        if not item:
+            continue
+        name, _, weight = item.partition(":")
+        try:
+            layers[name.strip()] = float(weight) if weight else 1.0
+        except ValueError:
+            raise UserError(f"{flag}: bad layer weight in {item!r}; write LAYER or LAYER:WEIGHT") from None
+    return layers
+
+
+def resolve(overrides: dict, saved: dict | None = None) -> TrainConfig:
+    """Combine flags given on the command line (`overrides`, None = not given) with a preset or a saved run."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if saved is not None:
+        config = TrainConfig.from_dict(saved)
+        for key in FIXED_ON_RESUME:
+            if key in given and given[key] != getattr(config, key):
+                flag = "--" + key.replace("_", "-")
+                raise UserError(
+                    f"{flag} {given[key]} differs from the run being resumed ({getattr(config, key)}); "
+                    f"drop {flag} to resume, or train into a new --out"
+                )
+    else:
+        preset = given.get("preset", TrainConfig.preset)
+        if preset not in PRESETS:
+            raise UserError(f"unknown --preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        config = TrainConfig(**{**PRESETS[preset], "preset": preset})
+    if "steps" in given and "epochs" in given:
+        raise UserError("give --steps or --epochs, not both")
+    if "steps" in given:
+        config.epochs = None
+    if "epochs" in given:
+        config.steps = None
+    for key, value in given.items():
+        setattr(config, key, value)
+    validate(config)
+    return config
+
+
+def validate(config: TrainConfig) -> None:
+    for key, allowed in CHOICES.items():
+        if getattr(config, key) not in allowed:
+            raise UserError(f"--{key.replace('_', '-')} must be one of {', '.join(allowed)}")
+    positive = ("image_size", "batch_size", "checkpoint_every", "log_every")
+    for key in positive:
+        if getattr(config, key) <= 0:
+            raise UserError(f"--{key.replace('_', '-')} must be positive")
+    if config.steps is not None and config.steps <= 0:
+        raise UserError("--steps must be positive")
+    if config.epochs is not None and config.epochs <= 0:
+        raise UserError("--epochs must be positive")
+    if config.lr <= 0:
+        raise UserError("--lr must be positive")
+    if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:
+        raise UserError("--content-layers is empty; name at least one layer or set --content-weight 0")
+    if not parse_layers(config.style_layers, "--style-layers"):
+        raise UserError("--style-layers is empty; name at least one layer, e.g. relu1_2,relu2_2")

@@ -1,0 +1,329 @@
+"""The training loop behind `toolkit train`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from train.checkpoint import load_checkpoint, save_checkpoint, save_model
+from train.config import TrainConfig, parse_layers
+from train.data import (
+    DECODE_ERRORS,
+    CropDataset,
+    StreamSampler,
+    crop_to_square,
+    image_to_tensor,
+    load_style_image,
+    open_rgb,
+)
+from train.data import scan_folder as scan_images
+from train.errors import UserError
+from train.generators import GeneratorSpec, build_generator
+from train.losses import PerceptualLoss
+from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
+
+MODEL_FILE = "model.safetensors"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
+NUM_SAMPLES = 4
+
+
+class Reporter:
+    """What the loop tells the outside world; the CLI shows it, tests may record it. Methods do nothing here."""
+
+    def warn(self, message: str) -> None: ...
+    def start(self, total_steps: int, start_step: int, images_per_step: int) -> None: ...
+    def step(self, step: int, losses: dict[str, float] | None) -> None: ...
+    def finish(self) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    out: str
+    step: int
+    total_steps: int
+    interrupted: bool
+    losses: dict[str, float]
+    images_per_s: float
+    skipped_files: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    precision: str = "fp32"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    return torch.device(name)
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """None = plain fp32; else the autocast dtype."""
+    if name == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+class _StopOnSigint:
+    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: stop at once (KeyboardInterrupt)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UserError(f"cannot write to output folder {out} ({exc.strerror or exc}); choose another --out") from None
+
+
+def _sample_grid(inputs: torch.Tensor, outputs: torch.Tensor) -> Image.Image:
+    """Inputs on the top row, outputs below."""
+    n, _, h, w = inputs.shape
+    grid = torch.zeros(3, 2 * h, n * w)
+    for i in range(n):
+        grid[:, :h, i * w : (i + 1) * w] = inputs[i]
+        grid[:, h:, i * w : (i + 1) * w] = outputs[i].float().clamp(0, 255)
+    array = grid.round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(array, "RGB")
+
+
+def _sample_inputs(files: list[Path], size: int) -> torch.Tensor:
+    """Centre crops of the first few decodable training images, shown in every sample grid."""
+    crops = []
+    for path in files:
+        try:
+            crops.append(image_to_tensor(crop_to_square(open_rgb(path, size), size, "center", None)))
+        except DECODE_ERRORS:
+            continue  # the data loader reports it
+        if len(crops) == NUM_SAMPLES:
+            break
+    return torch.stack(crops)
+
+
+def _atomic_image(image: Image.Image, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    image.save(tmp, format="JPEG", quality=92)
+    os.replace(tmp, path)
+
+
+def _trim_log(path: Path, last_step: int) -> None:
+    """After a resume, drop log lines of steps that the checkpoint does not contain."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(line + "\n" for line in kept))
+    os.replace(tmp, path)
+
+
+def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
+    reporter = reporter or Reporter()
+    out = Path(config.out)
+    checkpoint_path = out / CHECKPOINT_FILE
+    if resume and not checkpoint_path.is_file():
+        raise UserError(f"--resume: no {CHECKPOINT_FILE} in {out}; start the run without --resume")
+    if not resume and (checkpoint_path.exists() or (out / MODEL_FILE).exists()):
+        raise UserError(f"{out} already holds a training run; add --resume to continue it, or choose another --out")
+
+    device = resolve_device(config.device)
+    amp_dtype = resolve_precision(config.precision, device)
+    if amp_dtype is torch.float16 and device.type == "cpu":
+        raise UserError("--precision fp16 needs a CUDA device; use bf16 or fp32 on the CPU")
+    channels_last = config.channels_last if config.channels_last is not None else device.type == "cuda"
+
+    folder = scan_images(config.data)
+    skipped = [f"{path} ({reason})" for path, reason in folder.unreadable]
+    if skipped:
+        reporter.warn(f"skipping {len(skipped)} unreadable file(s): " + "; ".join(skipped))
+    style = load_style_image(config.style, config.style_size)
+
+    content_layers = parse_layers(config.content_layers, "--content-layers")
+    style_layers = parse_layers(config.style_layers, "--style-layers")
+    if config.vgg_weights:
+        weights = read_vgg_weights(config.vgg_weights)
+    else:
+        weights = download_vgg_weights(config.loss_net)
+    vgg = build_loss_network(weights, config.loss_net, sorted(set(content_layers) | set(style_layers)))
+
+    spec = GeneratorSpec(config.arch, config.norm, config.width, config.noise_channels)
+    torch.manual_seed(config.seed)
+    generator = build_generator(spec)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
+    total_steps = config.total_steps(len(folder.files))
+
+    _check_writable(out)
+    generator.to(device)
+    vgg.to(device)
+    if channels_last:
+        generator.to(memory_format=torch.channels_last)
+        vgg.to(memory_format=torch.channels_last)
+    loss_fn = PerceptualLoss(
+        vgg,
+        style.to(device),
+        content_layers,
+        style_layers,
+        config.content_weight,
+        config.style_weight,
+        config.tv_weight,
+    )
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+
+    step = 0
+    if resume:
+        step, scaler_state = load_checkpoint(checkpoint_path, generator, optimizer)
+        if scaler_state:
+            scaler.load_state_dict(scaler_state)
+        _trim_log(out / LOG_FILE, step)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    sample_inputs = _sample_inputs(folder.files, config.image_size)
+
+    dataset = CropDataset(folder.files, config.image_size, config.crop, config.seed)
+    workers = (
+        config.workers if config.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
+    )
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=config.batch_size,
+        sampler=StreamSampler(step * config.batch_size, total_steps * config.batch_size),
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=False,
+    )
+    reported_failures: set[str] = set()
+    training_info = {
+        "style": Path(config.style).name,
+        "data": str(config.data),
+        "preset": config.preset,
+        "loss_net": config.loss_net,
+        "vgg_weights": weights.source,
+        "content_layers": config.content_layers,
+        "style_layers": config.style_layers,
+        "content_weight": config.content_weight,
+        "style_weight": config.style_weight,
+        "tv_weight": config.tv_weight,
+        "image_size": config.image_size,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+    }
+
+    def save(at_step: int) -> None:
+        save_checkpoint(checkpoint_path, generator, optimizer, scaler.state_dict(), at_step, config.to_dict())
+        save_model(out / MODEL_FILE, generator, spec, {**training_info, "steps": at_step})
+
+    def write_samples(at_step: int) -> None:
+        generator.eval()
+        with torch.no_grad():
+            outputs = generator(sample_inputs.to(device)).cpu()
+        generator.train()
+        (out / SAMPLES_DIR).mkdir(exist_ok=True)
+        _atomic_image(_sample_grid(sample_inputs, outputs), out / SAMPLES_DIR / f"step_{at_step:07d}.jpg")
+
+    generator.train()
+    losses: dict[str, float] = {}
+    interrupted = False
+    run_start = time.perf_counter()
+    run_start_step = step
+    window_start, window_steps = time.perf_counter(), 0
+    reporter.start(total_steps, step, config.batch_size)
+    noise = torch.Generator(device=device) if config.noise_channels else None
+    with _StopOnSigint() as stop, (out / LOG_FILE).open("a") as log:
+        for images, failures in loader:
+            for line in (f for text in failures for f in text.split("\n") if f):
+                if line not in reported_failures:
+                    reported_failures.add(line)
+                    reporter.warn("skipping unreadable image " + line.replace("\t", ": "))
+            images = images.to(device, non_blocking=True)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(step)
+            with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
+                if noise is not None:
+                    noise.manual_seed(config.seed * 1_000_003 + step)
+                    output = generator(images, noise=noise)
+                else:
+                    output = generator(images)
+                terms = loss_fn(output, images)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(terms["total"]).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            step += 1
+            window_steps += 1
+
+            logged = None
+            if step % config.log_every == 0 or step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                logged = {k: float(v.detach()) for k, v in terms.items()}
+                if not math.isfinite(logged["total"]):
+                    raise UserError(
+                        f"the loss became {logged['total']} at step {step}; lower --lr or the loss weights "
+                        f"(the last good checkpoint is in {out})"
+                    )
+                ips = window_steps * config.batch_size / elapsed if elapsed > 0 else 0.0
+                record = {"step": step, "lr": config.lr_at(step - 1), "images_per_s": round(ips, 3), **logged}
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+                losses = logged
+                window_start, window_steps = time.perf_counter(), 0
+            reporter.step(step, logged)
+            if config.sample_every and step % config.sample_every == 0:
+                write_samples(step)
+            if step % config.checkpoint_every == 0 and step != total_steps:
+                save(step)
+            if stop.requested:
+                interrupted = step < total_steps
+                break
+        save(step)
+    if config.sample_every and step % config.sample_every:
+        write_samples(step)
+    reporter.finish()
+    elapsed = time.perf_counter() - run_start
+    return TrainResult(
+        out=str(out),
+        step=step,
+        total_steps=total_steps,
+        interrupted=interrupted,
+        losses=losses,
+        images_per_s=(step - run_start_step) * config.batch_size / elapsed if elapsed > 0 else 0.0,
+        skipped_files=sorted(skipped + [f.replace("\t", ": ") for f in reported_failures]),
+        device=str(device),
+        precision={None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[amp_dtype],
+    )
