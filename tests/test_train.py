@@ -68,6 +68,9 @@ def test_a_short_run_lowers_the_loss_and_writes_its_files(full_run):
     assert summary["step"] == 20 and not summary["interrupted"] and summary["device"] == "cpu"
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000010.jpg", "step_0000020.jpg"]
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
 
     model, meta = load_model(out / "model.safetensors")
     assert meta["generator"] == {"arch": "johnson", "norm": "instance", "width": 0.5, "noise_channels": 0}
@@ -242,3 +245,25 @@ def test_presets_reproduce_the_recipes_and_flags_override_them():
         resolve({"steps": 10, "epochs": 1.0})
     with pytest.raises(UserError, match="--preset"):
         resolve({"preset": "nope"})
+
+
+def test_texture_net_with_noise_and_batch_norm_resumes_exactly(inputs, tmp_path):
+    extra = ("--arch", "texture", "--norm", "batch", "--noise-channels", "2", "--width", "0.5")
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert invoke([*train_args(inputs, whole, 6), *extra]).exit_code == 0
+    assert invoke([*train_args(inputs, split, 3), *extra]).exit_code == 0
+    assert invoke(["train", "--out", str(split), "--resume", "--steps", "6", "--quiet"]).exit_code == 0
+    expected, actual = load_file(whole / "model.safetensors"), load_file(split / "model.safetensors")
+    assert any("running_mean" in key for key in expected)
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+
+
+def test_bf16_autocast_runs_on_the_cpu_and_fp16_is_refused_there(inputs, tmp_path):
+    result = invoke([*train_args(inputs, tmp_path / "bf16", 3), "--precision", "bf16", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["precision"] == "bf16" and all(v == v for v in summary["losses"].values())
+    assert_one_line_error(
+        invoke([*train_args(inputs, tmp_path / "fp16", 3), "--precision", "fp16"]), "fp16 needs a CUDA device"
+    )

@@ -27,6 +27,12 @@ FORMAT_VERSION = "1"
 IO_CONTRACT = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 255]}
 
 
+def _umask() -> int:
+    current = os.umask(0o022)
+    os.umask(current)
+    return current
+
+
 def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
@@ -34,6 +40,7 @@ def atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # the writer creates it 0600; give it the permissions of a normal file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
