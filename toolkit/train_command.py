@@ -140,8 +140,7 @@ class _ProgressReporter:
             return
         self.images_per_step = images_per_step
         self.progress = Progress(
-            TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("{task.fields[speed]}"),
             TimeRemainingColumn(),
@@ -156,7 +155,8 @@ class _ProgressReporter:
             return
         fields = {}
         if losses is not None:
-            fields["losses"] = " ".join(f"{k} {losses[k]:.4g}" for k in ("total", "content", "style", "tv"))
+            terms = " + ".join(f"{k} {losses[k]:.3g}" for k in ("content", "style", "tv"))
+            fields["losses"] = f"loss {losses['total']:.4g} = {terms}"
         task = self.progress.tasks[0]
         if task.speed:
             fields["speed"] = f"{task.speed * self.images_per_step:.1f} img/s"
