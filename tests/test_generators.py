@@ -150,3 +150,14 @@ def test_unknown_arch_or_norm_is_a_user_error():
         build_generator(GeneratorSpec("unet"))
     with pytest.raises(UserError, match="--norm"):
         build_generator(GeneratorSpec("johnson", "group"))
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 13), (64, 70), (130, 67)])
+def test_the_traced_padding_path_equals_the_eager_one_from_the_minimum_size_up(size, monkeypatch):
+    from train.padding import pad_to_multiple
+
+    x = torch.rand(1, 3, *size)
+    eager = pad_to_multiple(x, 4, 8)
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    traced = pad_to_multiple(x, 4, 8)
+    assert torch.equal(eager, traced)

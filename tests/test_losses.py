@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from tests.helpers import random_vgg_state
@@ -13,11 +14,15 @@ def test_gram_matrix_is_normalised_by_c_h_w():
     torch.testing.assert_close(g[1, 0, 2], (flat[1, 0] * flat[1, 2]).sum() / 12)
 
 
-def test_gram_matrix_of_half_precision_features_does_not_overflow():
-    f = torch.full((1, 4, 64, 64), 300.0, dtype=torch.float16)  # 300² × 4096 > fp16 max before normalising
-    g = gram_matrix(f)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_gram_matrix_of_half_precision_features_does_not_overflow_even_under_autocast(dtype):
+    f = torch.full((1, 4, 64, 64), 300.0, dtype=dtype)  # 300² × 4096 > fp16 max before normalising
+    f[0, 1] = 1.0 + 1 / 64  # needs more mantissa than bf16 has, in a product of 4096 terms
+    with torch.autocast("cpu", dtype=dtype):
+        g = gram_matrix(f)
     assert g.dtype == torch.float32 and torch.isfinite(g).all()
     torch.testing.assert_close(g[0, 0, 0], torch.tensor(300.0**2 / 4))
+    torch.testing.assert_close(g[0, 1, 1], torch.tensor(f[0, 1, 0, 0].float().item() ** 2 / 4))
 
 
 def test_total_variation_counts_squared_neighbour_differences_per_image():

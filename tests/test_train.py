@@ -267,3 +267,18 @@ def test_bf16_autocast_runs_on_the_cpu_and_fp16_is_refused_there(inputs, tmp_pat
     assert_one_line_error(
         invoke([*train_args(inputs, tmp_path / "fp16", 3), "--precision", "fp16"]), "fp16 needs a CUDA device"
     )
+
+
+def test_a_loss_that_overflows_stops_the_run_without_saving_it(inputs, tmp_path):
+    out = tmp_path / "inf"
+    args = train_args(inputs, out, 4)
+    args[args.index("--style-weight") + 1] = "1e39"  # × a positive Gram distance: beyond float32
+    assert_one_line_error(invoke(args), "infinite or NaN by step 1", "lower --lr")
+    assert not (out / "model.safetensors").exists() and not (out / "checkpoint.safetensors").exists()
+
+
+def test_settings_out_of_range_and_resuming_below_the_checkpoint_are_errors(inputs, full_run, tmp_path):
+    for flag, value in (("--noise-channels", "-1"), ("--style-size", "0"), ("--workers", "-2"), ("--seed", "-1")):
+        assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
+    out, _ = full_run
+    assert_one_line_error(invoke(["train", "--out", str(out), "--resume", "--steps", "5"]), "already at step 20")

@@ -175,3 +175,19 @@ def test_a_truncated_file_past_conv3_3_tells_vgg16_from_vgg19(tmp_path):
     torch.save(random_vgg_state(10, "vgg19"), path19)
     assert read_vgg_weights(path16).arch == "vgg16" and read_vgg_weights(path16).deepest_layer == "relu4_3"
     assert read_vgg_weights(path19).arch == "vgg19" and read_vgg_weights(path19).deepest_layer == "relu4_2"
+
+
+def test_vgg19_cut_after_conv5_1_is_not_mistaken_for_vgg16(tmp_path):
+    path = tmp_path / "vgg19_relu5_1.pth"
+    torch.save(random_vgg_state(13, "vgg19", prefix="features."), path)
+    weights = read_vgg_weights(path)
+    assert weights.arch == "vgg19" and weights.deepest_layer == "relu5_1"
+
+
+def test_batch_norm_vgg_weights_are_refused(tmp_path):
+    state = random_vgg_state(13, "vgg16", prefix="features.")
+    state["features.1.running_mean"] = torch.zeros(64)
+    path = tmp_path / "vgg16_bn.pth"
+    torch.save(state, path)
+    with pytest.raises(UserError, match=r"vgg16_bn\.pth: batch-norm VGG weights"):
+        read_vgg_weights(path)

@@ -232,6 +232,13 @@ def validate(config: TrainConfig) -> None:
     for key in positive:
         if getattr(config, key) <= 0:
             raise UserError(f"--{key.replace('_', '-')} must be positive")
+    non_negative = ("noise_channels", "workers", "seed", "sample_every", "lr_decay_every")
+    for key in non_negative:
+        value = getattr(config, key)
+        if value is not None and value < 0:
+            raise UserError(f"--{key.replace('_', '-')} must be 0 or more")
+    if config.style_size is not None and config.style_size <= 0:
+        raise UserError("--style-size must be positive")
     if config.steps is not None and config.steps <= 0:
         raise UserError("--steps must be positive")
     if config.epochs is not None and config.epochs <= 0:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import tempfile
@@ -74,7 +73,9 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     if name == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if name == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UserError(f"--precision bf16: {torch.cuda.get_device_name(device)} has no bf16 support; use fp16")
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
 
 
@@ -98,6 +99,11 @@ class _StopOnSigint:
     def __exit__(self, *exc):
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group: data workers must leave it to the trainer, which stops cleanly.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _check_writable(out: Path) -> None:
@@ -131,6 +137,8 @@ def _sample_inputs(files: list[Path], size: int) -> torch.Tensor:
             continue  # the data loader reports it
         if len(crops) == NUM_SAMPLES:
             break
+    if not crops:
+        raise UserError(f"none of the {len(files)} images in the data folder could be decoded; check --data")
     return torch.stack(crops)
 
 
@@ -144,7 +152,13 @@ def _trim_log(path: Path, last_step: int) -> None:
     """After a resume, drop log lines of steps that the checkpoint does not contain."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= last_step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)["step"] <= last_step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by a crash
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(line + "\n" for line in kept))
     os.replace(tmp, path)
@@ -205,6 +219,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
     step = 0
     if resume:
         step, scaler_state = load_checkpoint(checkpoint_path, generator, optimizer)
+        if total_steps < step:
+            raise UserError(f"{out} is already at step {step}; give --steps above {step} to train further")
         if scaler_state:
             scaler.load_state_dict(scaler_state)
         _trim_log(out / LOG_FILE, step)
@@ -224,6 +240,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=False,
+        worker_init_fn=_ignore_sigint if workers else None,
     )
     reported_failures: set[str] = set()
     training_info = {
@@ -244,6 +261,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
     }
 
     def save(at_step: int) -> None:
+        check_finite(at_step)
         save_checkpoint(checkpoint_path, generator, optimizer, scaler.state_dict(), at_step, config.to_dict())
         save_model(out / MODEL_FILE, generator, spec, {**training_info, "steps": at_step})
 
@@ -263,7 +281,16 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
     window_start, window_steps = time.perf_counter(), 0
     reporter.start(total_steps, step, config.batch_size)
     noise = torch.Generator(device=device) if config.noise_channels else None
-    with _StopOnSigint() as stop, (out / LOG_FILE).open("a") as log:
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)  # checked when logging and saving: no sync per step
+
+    def check_finite(at_step: int) -> None:
+        if bool(nonfinite):
+            raise UserError(
+                f"the loss became infinite or NaN by step {at_step}; start again into a new --out with a lower --lr "
+                "or lower loss weights"
+            )
+
+    with _StopOnSigint() as stop, (out / LOG_FILE).open("a" if resume else "w") as log:
         for images, failures in loader:
             for line in (f for text in failures for f in text.split("\n") if f):
                 if line not in reported_failures:
@@ -282,6 +309,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
                     output = generator(images)
                 terms = loss_fn(output, images)
             optimizer.zero_grad(set_to_none=True)
+            nonfinite |= ~torch.isfinite(terms["total"].detach())
             scaler.scale(terms["total"]).backward()
             scaler.step(optimizer)
             scaler.update()
@@ -291,12 +319,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
             logged = None
             if step % config.log_every == 0 or step == total_steps:
                 elapsed = time.perf_counter() - window_start
+                check_finite(step)
                 logged = {k: float(v.detach()) for k, v in terms.items()}
-                if not math.isfinite(logged["total"]):
-                    raise UserError(
-                        f"the loss became {logged['total']} at step {step}; lower --lr or the loss weights "
-                        f"(the last good checkpoint is in {out})"
-                    )
                 ips = window_steps * config.batch_size / elapsed if elapsed > 0 else 0.0
                 record = {"step": step, "lr": config.lr_at(step - 1), "images_per_s": round(ips, 3), **logged}
                 log.write(json.dumps(record) + "\n")

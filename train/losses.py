@@ -12,8 +12,10 @@ from train.vgg import VggFeatures
 def gram_matrix(features: Tensor) -> Tensor:
     """(N, C, H, W) → (N, C, C), normalised by C·H·W; computed in float32 so that fp16 features cannot overflow."""
     n, c, h, w = features.shape
-    flat = features.float().reshape(n, c, h * w)
-    return flat @ flat.transpose(1, 2) / (c * h * w)
+    # Autocast would run the matmul in fp16/bf16 again even on float32 inputs: switch it off here.
+    with torch.autocast(features.device.type, enabled=False):
+        flat = features.float().reshape(n, c, h * w)
+        return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
 def total_variation(images: Tensor) -> Tensor:
@@ -64,8 +66,10 @@ class PerceptualLoss(nn.Module):
         `content/<layer>` and `style/<layer>`.
         """
         out_features = self.vgg(output, self.layers)
-        with torch.no_grad():
-            target_features = self.vgg(content, list(self.content_layers))
+        target_features = {}
+        if self.content_layers:
+            with torch.no_grad():
+                target_features = self.vgg(content, list(self.content_layers))
         terms: dict[str, Tensor] = {}
         content_sum = output.new_zeros((), dtype=torch.float32)
         for name, weight in self.content_layers.items():

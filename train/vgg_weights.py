@@ -87,14 +87,17 @@ def parse_vgg_state(state: dict[str, Tensor], source: str) -> VggWeights:
             f"{source}: no VGG convolution weights found (expected torchvision `features.N.weight` / `N.weight` "
             "keys or Caffe-normalised `convN.weight` keys)"
         )
+    if any(key.endswith(("running_mean", "running_var")) for key in state):
+        raise UserError(
+            f"{source}: batch-norm VGG weights (vgg16_bn/vgg19_bn) are not supported; give plain VGG-16/19 weights"
+        )
     pairs = [(c["weight"].float(), c["bias"].float()) for c in ordered]
     if tuple(pairs[0][0].shape) == (3, 3, 1, 1):
         input_weight, input_bias = pairs[0][0].reshape(3, 3), pairs[0][1]
         pairs, kind, padding, arch = pairs[1:], "caffe-normalised", "reflect", "vgg19"
     else:
         input_weight, input_bias = imagenet_input_transform()
-        kind, padding = "torchvision", "zeros"
-        arch = {13: "vgg16", 16: "vgg19"}.get(len(pairs))
+        kind, padding, arch = "torchvision", "zeros", None
     if len(pairs) > 16:
         raise UserError(f"{source}: {len(pairs)} convolutions found; VGG-19 has 16 — not a VGG file")
     candidates = [arch] if arch else list(CONFIGS)
