@@ -27,6 +27,19 @@ FORMAT_VERSION = "1"
 IO_CONTRACT = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 255]}
 
 
+def check_writable(folder: Path, flag: str) -> None:
+    """Create `folder` if needed and prove a file can be written there, before any real work is done."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test.{uuid.uuid4().hex[:12]}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(
+            f"cannot write to output folder {folder} ({exc.strerror or exc}); choose another {flag}"
+        ) from None
+
+
 def _umask() -> int:
     current = os.umask(0o022)
     os.umask(current)

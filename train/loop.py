@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from train.checkpoint import load_checkpoint, save_checkpoint, save_model
+from train.checkpoint import check_writable, load_checkpoint, save_checkpoint, save_model
 from train.config import TrainConfig, parse_layers
 from train.data import (
     DECODE_ERRORS,
@@ -106,16 +105,6 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _check_writable(out: Path) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise UserError(f"cannot write to output folder {out} ({exc.strerror or exc}); choose another --out") from None
-
-
 def _sample_grid(inputs: torch.Tensor, outputs: torch.Tensor) -> Image.Image:
     """Inputs on the top row, outputs below."""
     n, _, h, w = inputs.shape
@@ -199,7 +188,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
     total_steps = config.total_steps(len(folder.files))
 
-    _check_writable(out)
+    check_writable(out, "--out")
     generator.to(device)
     vgg.to(device)
     if channels_last:
