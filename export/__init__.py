@@ -1,1 +1,1 @@
-"""Export of trained generators to ONNX and TensorRT (`toolkit export`): not built yet, see issue 3."""
+"""Export of trained generators to ONNX (`toolkit export`); TensorRT engines are not built yet (issue 3)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from toolkit import __version__
+from toolkit.export_command import export
 from toolkit.sample_data import sample_data
 from toolkit.train_command import train
 
@@ -30,6 +31,7 @@ def _root(
 
 
 app.command("train", no_args_is_help=True)(train)
+app.command("export", no_args_is_help=True)(export)
 app.command("sample-data", no_args_is_help=True)(sample_data)
 
 

@@ -1,0 +1,85 @@
+"""Writing one self-contained ONNX file with dynamic batch, height and width, and our metadata."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import uuid
+import warnings
+from pathlib import Path
+
+import onnx
+import torch
+from torch import nn
+from torch.export import Dim
+
+from export.image_io import IO_CONTRACTS, ImageIO
+
+INPUT_NAME, OUTPUT_NAME = "image", "stylized"
+DEFAULT_OPSET = 20
+
+
+def example_input(io: str, size: int) -> torch.Tensor:
+    if io == "uint8":
+        return torch.randint(0, 256, (1, size, size + 8, 3), dtype=torch.uint8)
+    return torch.rand(1, 3, size, size + 8) * 255
+
+
+def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, str]) -> onnx.ModelProto:
+    """Trace `wrapped` into an ONNX model with dynamic N, H, W and `metadata` in its metadata_props."""
+    h_axis, w_axis = (1, 2) if wrapped.io == "uint8" else (2, 3)
+    dynamic = {INPUT_NAME: {0: Dim.DYNAMIC, h_axis: Dim.DYNAMIC, w_axis: Dim.DYNAMIC}}
+    example = example_input(wrapped.io, max(min_size, 64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+        program = torch.onnx.export(
+            _Named(wrapped), (example,), dynamic_shapes=dynamic, input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True, external_data=False, verbose=False,
+        )  # fmt: skip
+    model = program.model_proto
+    for key, value in metadata.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
+
+
+def save_onnx(model: onnx.ModelProto, path: Path) -> None:
+    """One self-contained file, written to a temporary name and renamed: never a partial file."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        onnx.save_model(model, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class _Named(nn.Module):
+    """Gives the traced forward an argument named like the graph input, so `dynamic_shapes` can refer to it."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.inner(image)
+
+
+def onnx_metadata(spec: dict, io: str, precision: str, min_size: int, training: dict, version: str) -> dict[str, str]:
+    return {
+        "format": "fast-style-toolkit/onnx",
+        "toolkit_version": version,
+        "style": str(training.get("style", "")),
+        "arch": spec["arch"],
+        "norm": spec["norm"],
+        "width": str(spec["width"]),
+        "precision": precision,
+        "io": json.dumps({**IO_CONTRACTS[io], "input": INPUT_NAME, "output": OUTPUT_NAME, "min_size": min_size}),
+        "training": json.dumps(training),
+    }
+
+
+def read_metadata(model: onnx.ModelProto) -> dict[str, str]:
+    return {entry.key: entry.value for entry in model.metadata_props}

@@ -1,0 +1,77 @@
+"""`toolkit export`: source model → checked ONNX files (fp32, and fp16 with instance norms in fp32)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from export.checks import Check, check_fp16, check_fp32_instance_norm, check_graph, check_norm_nodes, check_parity
+from export.fp16 import half_with_fp32_instance_norm
+from export.image_io import ImageIO
+from export.onnx_export import DEFAULT_OPSET, build_onnx, onnx_metadata, save_onnx
+from export.sources import load_source
+from train.checkpoint import check_writable
+from train.errors import UserError
+
+
+@dataclass
+class ExportResult:
+    files: list[str]
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+def export_model(
+    model_path: str | Path,
+    out_dir: str | Path,
+    name: str | None = None,
+    fp16: bool = False,
+    opset: int = DEFAULT_OPSET,
+    io: str = "uint8",
+    check: bool = True,
+    version: str = "0",
+) -> ExportResult:
+    if io not in ("uint8", "float"):
+        raise UserError(f"--io must be uint8 or float, not {io!r}")
+    source = load_source(model_path)
+    out_dir = Path(out_dir)
+    check_writable(out_dir, "-o/--out")
+    name = name or source.name
+    generator = source.generator.eval()
+    min_size = generator.minimum_size
+    spec = source.spec.to_dict()
+
+    fp32_wrapped = ImageIO(generator, io).eval()
+    fp32 = build_onnx(
+        fp32_wrapped, opset, min_size, onnx_metadata(spec, io, "fp32", min_size, source.training, version)
+    )
+    models = {out_dir / f"{name}.onnx": fp32}
+    checks: list[Check] = []
+    if check:
+        checks += [check_graph(fp32), *check_norm_nodes(fp32, generator, source.spec.norm)]
+        checks.append(check_parity(fp32, fp32_wrapped, io))
+    if fp16:
+        half = half_with_fp32_instance_norm(generator)
+        half_wrapped = ImageIO(half, io, torch.float16).eval()
+        meta = onnx_metadata(spec, io, "fp16", min_size, source.training, version)
+        fp16_model = build_onnx(half_wrapped, opset, min_size, meta)
+        models[out_dir / f"{name}.fp16.onnx"] = fp16_model
+        if check:
+            fp16_checks = [check_graph(fp16_model), *check_norm_nodes(fp16_model, generator, source.spec.norm)]
+            fp16_checks += [check_fp32_instance_norm(fp16_model), check_fp16(fp16_model, fp32, io)]
+            for item in fp16_checks:
+                item.name = f"fp16: {item.name}"
+            checks += fp16_checks
+    result = ExportResult([], checks, source.notes)
+    if not result.ok:
+        return result  # nothing written: a file that failed its checks is not handed out
+    for path, model in models.items():
+        save_onnx(model, path)
+        result.files.append(str(path))
+    return result

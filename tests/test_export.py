@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import export.checks
+from export.checks import natural_images
+from export.onnx_export import read_metadata
+from export.pipeline import export_model
+from tests.test_generators import pytorch_examples_keys
+from toolkit.cli import app
+from train.checkpoint import save_model
+from train.generators import GeneratorSpec, build_generator
+from train.johnson import TransformerNet
+
+runner = CliRunner()
+
+
+def trained_model(folder, arch, norm, width=0.5):
+    torch.manual_seed(0)
+    generator = build_generator(GeneratorSpec(arch, norm, width))
+    if norm == "batch":  # give the frozen statistics something other than their defaults
+        for module in generator.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-1, 1)
+                module.running_var.uniform_(0.5, 2)
+    folder.mkdir(parents=True)
+    save_model(folder / "model.safetensors", generator, GeneratorSpec(arch, norm, width), {"style": "mosaic.jpg"})
+    return folder / "model.safetensors", generator
+
+
+CASES = [("johnson", "instance", "uint8"), ("johnson", "batch", "float"), ("texture", "instance", "uint8"),
+         ("texture", "batch", "float")]  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: "-".join(c))
+def exported(request, tmp_path_factory):
+    arch, norm, io = request.param
+    root = tmp_path_factory.mktemp(f"{arch}-{norm}")
+    path, generator = trained_model(root / "run", arch, norm)
+    result = export_model(path, root / "out", io=io)
+    return request.param, result, generator
+
+
+def test_export_passes_its_checks_and_keeps_instance_statistics(exported):
+    (_, norm, io), result, generator = exported
+    assert result.ok, [c for c in result.checks if not c.ok]
+    checks = {c.name: c for c in result.checks}
+    model = onnx.load(result.files[0])
+    ops = [n.op_type for n in model.graph.node]
+    expected = sum(isinstance(m, torch.nn.InstanceNorm2d) for m in generator.modules())
+    if norm == "instance":
+        assert ops.count("InstanceNormalization") == expected > 0 and "BatchNormalization" not in ops
+    else:
+        assert checks["BatchNormalization nodes"].warning and "frozen" in checks["BatchNormalization nodes"].detail
+        assert "InstanceNormalization" not in ops
+    assert float(checks["parity with PyTorch (ORT CPU)"].detail.split()[2]) <= (1 if io == "uint8" else 0.01)
+
+
+def test_exported_graph_takes_any_batch_and_size_in_its_io_contract(exported):
+    (arch, norm, io), result, _ = exported
+    session = ort.InferenceSession(result.files[0], providers=["CPUExecutionProvider"])
+    images = natural_images(3, 70, 101, seed=5)
+    feed = images if io == "uint8" else images.transpose(0, 3, 1, 2).astype(np.float32)
+    out = session.run(None, {"image": feed})[0]
+    assert out.shape == feed.shape and out.dtype == feed.dtype
+    meta = read_metadata(onnx.load(result.files[0]))
+    contract = json.loads(meta["io"])
+    assert (meta["arch"], meta["norm"], meta["precision"], meta["style"]) == (arch, norm, "fp32", "mosaic.jpg")
+    assert contract["layout"] == ("NHWC" if io == "uint8" else "NCHW") and contract["min_size"] >= 8
+
+
+def test_fp16_export_keeps_every_instance_norm_in_fp32_and_stays_accurate(tmp_path):
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    result = export_model(path, tmp_path / "out", name="style", fp16=True)
+    assert result.ok, [c for c in result.checks if not c.ok]
+    assert sorted(p.rsplit("/", 1)[1] for p in result.files) == ["style.fp16.onnx", "style.onnx"]
+    checks = {c.name: c for c in result.checks}
+    assert float(checks["fp16: fp16 vs fp32 PSNR"].detail.split()[0]) >= 40
+    model = onnx.load(tmp_path / "out" / "style.fp16.onnx")
+    conv_weights = {i.name: i.data_type for i in model.graph.initializer}
+    norms = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
+    assert len(norms) == 15
+    producers = {out: n for n in model.graph.node for out in n.output}
+    for norm in norms:
+        cast = producers[norm.input[0]]
+        assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT
+        assert conv_weights[norm.input[1]] == conv_weights[norm.input[2]] == onnx.TensorProto.FLOAT
+    assert onnx.TensorProto.FLOAT16 in conv_weights.values()
+    assert checks["fp16: instance norms compute in fp32"].ok
+
+
+def test_pytorch_examples_checkpoint_exports(tmp_path):
+    reference = TransformerNet()
+    state = {}
+    for key in pytorch_examples_keys():
+        base = key.rsplit(".", 1)[0]
+        if key.endswith("running_mean") or key.endswith("running_var"):
+            state[key] = torch.zeros(reference.state_dict()[base + ".weight"].shape)
+        else:
+            state[key] = torch.randn(reference.state_dict()[key].shape) * 0.05
+    torch.save(state, tmp_path / "mosaic.pth")
+    result = runner.invoke(app, ["export", str(tmp_path / "mosaic.pth"), "-o", str(tmp_path / "out"), "--no-check"])
+    assert result.exit_code == 0, result.output
+    assert "dropped 30 legacy InstanceNorm running-statistics keys" in result.stderr
+    assert read_metadata(onnx.load(tmp_path / "out" / "mosaic.onnx"))["width"] == "1.0"
+
+
+def test_a_failed_check_writes_no_file(tmp_path, monkeypatch):
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    monkeypatch.setattr(export.checks, "FP32_MAX_ABS", -1.0)
+    result = runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 1
+    assert "FAIL  parity with PyTorch" in result.stderr and "no file was written" in result.stderr
+    assert not list((tmp_path / "out").iterdir())
+
+
+def one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    one_line_error(
+        runner.invoke(app, ["export", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "o")]),
+        "unknown model type .txt",
+    )
+    partial = {k: v for k, v in TransformerNet().state_dict().items() if not k.startswith("res5")}
+    partial["extra.weight"] = torch.zeros(1)
+    torch.save(partial, tmp_path / "partial.pth")
+    one_line_error(
+        runner.invoke(app, ["export", str(tmp_path / "partial.pth"), "-o", str(tmp_path / "o")]),
+        "missing res5.conv1.conv2d.bias", "unexpected extra.weight",
+    )  # fmt: skip
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(runner.invoke(app, ["export", str(path), "-o", str(blocker / "o")]), "cannot write to output folder")
+    one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,43 @@
+"""`toolkit export`: write checked ONNX files for a trained generator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from toolkit import __version__
+from toolkit.reporting import stderr, user_errors
+
+
+def export(
+    model: Path = typer.Argument(..., help="model.safetensors from `toolkit train`, or a pytorch/examples .pth."),
+    out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
+    name: str = typer.Option(None, "--name", help="File name stem (default: the run folder's or file's name)."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write NAME.fp16.onnx (instance norms stay fp32)."),
+    opset: int = typer.Option(20, "--opset", help="ONNX opset."),
+    io: str = typer.Option("uint8", "--io", help="uint8: RGB NHWC bytes in and out; float: NCHW 0–255 float32."),
+    check: bool = typer.Option(True, "--check/--no-check", help="Validate the graph and compare with PyTorch."),
+    json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
+) -> None:
+    """Export a generator to ONNX with dynamic batch/height/width, and check it."""
+    from export.pipeline import export_model
+
+    with user_errors():
+        result = export_model(model, out, name, fp16, opset, io, check, __version__)
+    for note in result.notes:
+        stderr.print(f"note: {note}", markup=False)
+    if json_output:
+        checks = [c.__dict__ for c in result.checks]
+        typer.echo(json.dumps({"ok": result.ok, "files": result.files, "checks": checks, "notes": result.notes}))
+    else:
+        for item in result.checks:
+            mark = "warn" if item.warning else ("ok" if item.ok else "FAIL")
+            stderr.print(f"  {mark:4}  {item.name}: {item.detail}", markup=False)
+        for path in result.files:
+            stderr.print(f"wrote {path}", markup=False)
+        stderr.print("TensorRT engines: not built (not implemented yet)", markup=False)
+    if not result.ok:
+        stderr.print("error: export checks failed; no file was written", markup=False)
+        raise typer.Exit(1)
