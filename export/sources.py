@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from train.checkpoint import load_model
 from train.errors import UserError
 from train.generators import GeneratorSpec, build_generator, load_generator_weights
+from train.state_files import read_state_dict
 
 
 @dataclass
@@ -24,13 +24,8 @@ class SourceModel:
 
 
 def _pytorch_examples(path: Path) -> SourceModel:
-    try:
-        # weights_only: a checkpoint is a pickle, and an untrusted pickle must never run code.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types on malformed input
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise UserError(f"{path}: not a PyTorch state dict that can be loaded safely ({first})") from None
-    if not isinstance(state, dict) or "conv1.conv2d.weight" not in state:
+    state = read_state_dict(path, "fast_neural_style TransformerNet")
+    if "conv1.conv2d.weight" not in state:
         raise UserError(
             f"{path}: not a pytorch/examples fast_neural_style state dict (no conv1.conv2d.weight); "
             "give a model.safetensors from `toolkit train` or a TransformerNet .pth"

@@ -54,3 +54,12 @@ def random_vgg_state(num_convs: int, arch: str = "vgg16", seed: int = 0, prefix:
 def write_vgg(path: Path, num_convs: int = 4, arch: str = "vgg16") -> Path:
     torch.save(random_vgg_state(num_convs, arch), path)
     return path
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    """A CLI result that failed on bad input: exit code 2 and one `error:` line naming what is wrong."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

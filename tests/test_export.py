@@ -11,6 +11,7 @@ import export.checks
 from export.checks import natural_images
 from export.onnx_export import read_metadata
 from export.pipeline import export_model
+from tests.helpers import assert_one_line_error
 from tests.test_generators import pytorch_examples_keys
 from toolkit.cli import app
 from train.checkpoint import save_model
@@ -119,30 +120,24 @@ def test_a_failed_check_writes_no_file(tmp_path, monkeypatch):
     assert not list((tmp_path / "out").iterdir())
 
 
-def one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
-
-
 def test_bad_inputs_are_one_line_errors(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    one_line_error(
+    assert_one_line_error(
         runner.invoke(app, ["export", str(tmp_path / "notes.txt"), "-o", str(tmp_path / "o")]),
         "unknown model type .txt",
     )
     partial = {k: v for k, v in TransformerNet().state_dict().items() if not k.startswith("res5")}
     partial["extra.weight"] = torch.zeros(1)
     torch.save(partial, tmp_path / "partial.pth")
-    one_line_error(
+    assert_one_line_error(
         runner.invoke(app, ["export", str(tmp_path / "partial.pth"), "-o", str(tmp_path / "o")]),
         "missing res5.conv1.conv2d.bias", "unexpected extra.weight",
     )  # fmt: skip
     path, _ = trained_model(tmp_path / "run", "johnson", "instance")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    one_line_error(runner.invoke(app, ["export", str(path), "-o", str(blocker / "o")]), "cannot write to output folder")
-    one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
+    assert_one_line_error(
+        runner.invoke(app, ["export", str(path), "-o", str(blocker / "o")]), "cannot write to output folder"
+    )
+    assert_one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
     assert not (tmp_path / "o").exists()

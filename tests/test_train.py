@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from tests.helpers import photo_like, write_images, write_vgg
+from tests.helpers import assert_one_line_error, photo_like, write_images, write_vgg
 from toolkit.cli import app
 from train.checkpoint import load_model
 from train.config import resolve
@@ -133,14 +133,6 @@ def tree_digest(folder: Path) -> dict[str, str]:
     return {
         str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*") if p.is_file()
     }
-
-
-def assert_one_line_error(result, *fragments: str):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_missing_and_empty_data_folders(inputs, tmp_path):

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from train.errors import UserError
+from train.state_files import read_state_dict
 from train.vgg import CONFIGS, VggFeatures, conv_shapes, imagenet_input_transform, layer_names
 
 TORCHVISION_URLS = {
@@ -42,33 +43,6 @@ class VggWeights:
         arch = self.arch or "vgg19"
         conv_names = [n for n in layer_names(arch) if n.startswith("conv")]
         return conv_names[len(self.convs) - 1].replace("conv", "relu")
-
-
-def _read_state(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise UserError(f"VGG weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path))
-        except Exception as exc:
-            raise UserError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        # weights_only: a .pth is a pickle, and an untrusted pickle must never run code.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # the unpickler raises many types on malformed input
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"{path}: not a PyTorch weights file that can be loaded safely ({first}); "
-            "give a torchvision VGG state dict or a .safetensors file"
-        ) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise UserError(f"{path}: expected a state dict of tensors, found {type(state).__name__}")
-    return state
 
 
 _INDEXED_KEY = re.compile(r"^(?:features\.)?(?:conv)?(\d+)\.(weight|bias)$")
@@ -125,7 +99,7 @@ def _first_mismatch(pairs: list[tuple[Tensor, Tensor]], arch: str) -> tuple[int,
 
 def read_vgg_weights(path: str | Path) -> VggWeights:
     path = Path(path)
-    return parse_vgg_state(_read_state(path), str(path))
+    return parse_vgg_state(read_state_dict(path, "VGG weights"), str(path))
 
 
 def download_vgg_weights(arch: str) -> VggWeights:
