@@ -134,3 +134,23 @@ def check_fp16(fp16: onnx.ModelProto, fp32: onnx.ModelProto, io: str) -> Check:
         values.append(psnr(low, high))
     worst = min(values)
     return Check("fp16 vs fp32 PSNR", worst >= FP16_MIN_PSNR, f"{worst:.1f} dB (target ≥ {FP16_MIN_PSNR:.0f} dB)")
+
+
+def check_engine(engine_path, fp32: onnx.ModelProto, io: str, sizes: list[tuple[int, int, int]]) -> Check:
+    """PSNR of the TensorRT engine's output against the fp32 ONNX on ONNX Runtime CPU, at shapes in its profile."""
+    from runtime.tensorrt_engine import TensorRTEngine
+
+    reference = session(fp32)
+    values = []
+    with TensorRTEngine(engine_path) as engine:
+        for i, (n, h, w) in enumerate(sizes):
+            images = to_io(natural_images(n, h, w, seed=20 + i), io)
+            got, expected = engine(images), reference.run(None, {INPUT_NAME: images})[0]
+            if not np.isfinite(got.astype(np.float64)).all():
+                return Check("engine vs fp32 ONNX PSNR", False, "NaN or Inf in the engine output")
+            if io == "float":
+                got, expected = np.clip(got, 0, 255), np.clip(expected, 0, 255)
+            values.append(psnr(got, expected))
+    shapes = ", ".join(f"{n}×{h}×{w}" for n, h, w in sizes)
+    worst = min(values)
+    return Check("engine vs fp32 ONNX PSNR", worst >= FP16_MIN_PSNR, f"{worst:.1f} dB at {shapes}")

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from export.checks import Check, check_fp16, check_fp32_instance_norm, check_graph, check_norm_nodes, check_parity
+from export.checks import (
+    PARITY_SIZES,
+    Check,
+    check_engine,
+    check_fp16,
+    check_fp32_instance_norm,
+    check_graph,
+    check_norm_nodes,
+    check_parity,
+)
+from export.engine import ShapeProfile, build_engine, make_profile
 from export.fp16 import half_with_fp32_instance_norm
 from export.image_io import ImageIO
 from export.onnx_export import DEFAULT_OPSET, build_onnx, onnx_metadata, save_onnx
 from export.sources import load_source
+from runtime.cuda_device import tensorrt_unavailable
+from runtime.engine_sidecar import sidecar_path
 from train.checkpoint import check_writable
 from train.errors import UserError
 
@@ -36,7 +50,17 @@ def export_model(
     io: str = "uint8",
     check: bool = True,
     version: str = "0",
+    engine: bool | None = None,
+    min_shape: str | None = None,
+    opt_shape: str | None = None,
+    max_shape: str | None = None,
+    workspace_gib: float = 4.0,
+    timing_cache: str | Path | None = None,
 ) -> ExportResult:
+    """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars.
+
+    `engine`: True = build engines, False = don't, None = build them when TensorRT and a GPU are present.
+    """
     if io not in ("uint8", "float"):
         raise UserError(f"--io must be uint8 or float, not {io!r}")
     source = load_source(model_path)
@@ -46,6 +70,9 @@ def export_model(
     generator = source.generator.eval()
     min_size = generator.minimum_size
     spec = source.spec.to_dict()
+    profile = make_profile(min_shape, opt_shape, max_shape, min_size)
+    if workspace_gib <= 0:
+        raise UserError("--workspace must be positive (GiB)")
 
     fp32_wrapped = ImageIO(generator, io).eval()
     fp32 = build_onnx(
@@ -74,4 +101,34 @@ def export_model(
     for path, model in models.items():
         save_onnx(model, path)
         result.files.append(str(path))
+    if engine is False:
+        return result
+    reason = tensorrt_unavailable()
+    if reason:
+        result.notes.append(f"TensorRT engines not built: {reason}; the ONNX files are written")
+        return result
+    cache = Path(timing_cache) if timing_cache else out_dir / "timing.cache"
+    for onnx_path in list(models):
+        precision = "fp16" if onnx_path.name.endswith(".fp16.onnx") else "fp32"
+        final = onnx_path.with_suffix(".engine")
+        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+        try:
+            build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache)
+            if check:
+                sizes = [_clip_to_profile((2, h, w), profile) for h, w in PARITY_SIZES]
+                engine_check = check_engine(staging, fp32, io, sizes)
+                engine_check.name = f"{precision} engine: {engine_check.name}"
+                result.checks.append(engine_check)
+                if not engine_check.ok:
+                    continue  # not handed out
+            os.replace(sidecar_path(staging), sidecar_path(final))
+            os.replace(staging, final)
+            result.files += [str(final), str(sidecar_path(final))]
+        finally:
+            staging.unlink(missing_ok=True)
+            sidecar_path(staging).unlink(missing_ok=True)
     return result
+
+
+def _clip_to_profile(shape: tuple[int, int, int], profile: ShapeProfile) -> tuple[int, int, int]:
+    return tuple(min(max(v, low), high) for v, low, high in zip(shape, profile.min, profile.max, strict=True))

@@ -19,15 +19,24 @@ def export(
     opset: int = typer.Option(20, "--opset", help="ONNX opset."),
     io: str = typer.Option("uint8", "--io", help="uint8: RGB NHWC bytes in and out; float: NCHW 0–255 float32."),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate the graph and compare with PyTorch."),
+    engine: bool = typer.Option(
+        None, "--engine/--no-engine", help="Build TensorRT engines (default: when TensorRT and a GPU are present)."
+    ),
+    min_shape: str = typer.Option(None, "--min-shape", help="Engine profile minimum, NxHxW (default 1x64x64)."),
+    opt_shape: str = typer.Option(None, "--opt-shape", help="Shape the engine is tuned for (default 1x720x1280)."),
+    max_shape: str = typer.Option(None, "--max-shape", help="Engine profile maximum (default 1x2160x3840)."),
+    workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace limit, GiB."),
+    timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache reused across builds."),
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Export a generator to ONNX with dynamic batch/height/width, and check it."""
     from export.pipeline import export_model
 
     with user_errors():
-        result = export_model(model, out, name, fp16, opset, io, check, __version__)
-    for note in result.notes:
-        stderr.print(f"note: {note}", markup=False)
+        result = export_model(
+            model, out, name, fp16, opset, io, check, __version__,
+            engine, min_shape, opt_shape, max_shape, workspace, timing_cache,
+        )  # fmt: skip
     if json_output:
         checks = [c.__dict__ for c in result.checks]
         typer.echo(json.dumps({"ok": result.ok, "files": result.files, "checks": checks, "notes": result.notes}))
@@ -37,7 +46,9 @@ def export(
             stderr.print(f"  {mark:4}  {item.name}: {item.detail}", markup=False)
         for path in result.files:
             stderr.print(f"wrote {path}", markup=False)
-        stderr.print("TensorRT engines: not built (not implemented yet)", markup=False)
+        for note in result.notes:
+            stderr.print(f"note: {note}", markup=False)
     if not result.ok:
-        stderr.print("error: export checks failed; no file was written", markup=False)
+        written = "only the files listed above were written" if result.files else "no file was written"
+        stderr.print(f"error: export checks failed; {written}", markup=False)
         raise typer.Exit(1)
