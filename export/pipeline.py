@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import onnx
 import torch
 
 from export.checks import (
@@ -20,6 +21,7 @@ from export.checks import (
     check_parity,
 )
 from export.engine import ShapeProfile, build_engine, make_profile
+from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.fp16 import half_with_fp32_instance_norm
 from export.image_io import ImageIO
 from export.onnx_export import DEFAULT_OPSET, build_onnx, onnx_metadata, save_onnx
@@ -56,6 +58,7 @@ def export_model(
     max_shape: str | None = None,
     workspace_gib: float = 4.0,
     timing_cache: str | Path | None = None,
+    channel_order: str = "rgb",
 ) -> ExportResult:
     """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars.
 
@@ -63,6 +66,12 @@ def export_model(
     """
     if io not in ("uint8", "float"):
         raise UserError(f"--io must be uint8 or float, not {io!r}")
+    if channel_order not in ("rgb", "bgr"):
+        raise UserError(f"--channel-order must be rgb or bgr, not {channel_order!r}")
+    if Path(model_path).suffix.lower() == ".onnx":
+        return _export_foreign(Path(model_path), Path(out_dir), name, io, check, version, fp16, engine, channel_order)
+    if channel_order != "rgb":
+        raise UserError("--channel-order applies to imported .onnx models only; our generators are RGB")
     source = load_source(model_path)
     out_dir = Path(out_dir)
     check_writable(out_dir, "-o/--out")
@@ -132,3 +141,33 @@ def export_model(
 
 def _clip_to_profile(shape: tuple[int, int, int], profile: ShapeProfile) -> tuple[int, int, int]:
     return tuple(min(max(v, low), high) for v, low, high in zip(shape, profile.min, profile.max, strict=True))
+
+
+def _export_foreign(
+    path: Path, out_dir: Path, name: str | None, io: str, check: bool, version: str, fp16: bool,
+    engine: bool | None, channel_order: str,
+) -> ExportResult:  # fmt: skip
+    """An ONNX style model from elsewhere: wrapped with our I/O contract where possible, checked, written."""
+    if not path.is_file():
+        raise UserError(f"model file not found: {path}")
+    try:
+        original = onnx.load(path)
+    except Exception as exc:  # protobuf raises DecodeError and others on a file that is not ONNX
+        raise UserError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
+    bgr = channel_order == "bgr"
+    model, contract, notes = import_foreign(original, str(path), io, bgr)
+    check_writable(out_dir, "-o/--out")
+    name = name or path.stem
+    del model.metadata_props[:]
+    for key, value in foreign_metadata(name, str(path), contract, version).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    if fp16:
+        notes.append("--fp16 is not available for imported ONNX models; only the fp32 file is written")
+    if engine:
+        notes.append("TensorRT engines are not built for imported ONNX models")
+    result = ExportResult([], foreign_checks(original, model, contract, bgr) if check else [], notes)
+    if result.ok:
+        save_onnx(model, out_dir / f"{name}.onnx")
+        result.files.append(str(out_dir / f"{name}.onnx"))
+    return result

@@ -12,7 +12,9 @@ from toolkit.reporting import stderr, user_errors
 
 
 def export(
-    model: Path = typer.Argument(..., help="model.safetensors from `toolkit train`, or a pytorch/examples .pth."),
+    model: Path = typer.Argument(
+        ..., help="model.safetensors from `toolkit train`, a pytorch/examples .pth, or an ONNX style model."
+    ),
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     name: str = typer.Option(None, "--name", help="File name stem (default: the run folder's or file's name)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write NAME.fp16.onnx (instance norms stay fp32)."),
@@ -27,6 +29,9 @@ def export(
     max_shape: str = typer.Option(None, "--max-shape", help="Engine profile maximum (default 1x2160x3840)."),
     workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace limit, GiB."),
     timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache reused across builds."),
+    channel_order: str = typer.Option(
+        "rgb", "--channel-order", help="Of an imported .onnx model: rgb, or bgr (Caffe/WinML models)."
+    ),
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Export a generator to ONNX with dynamic batch/height/width, and check it."""
@@ -35,7 +40,7 @@ def export(
     with user_errors():
         result = export_model(
             model, out, name, fp16, opset, io, check, __version__,
-            engine, min_shape, opt_shape, max_shape, workspace, timing_cache,
+            engine, min_shape, opt_shape, max_shape, workspace, timing_cache, channel_order,
         )  # fmt: skip
     if json_output:
         checks = [c.__dict__ for c in result.checks]

@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from onnx import TensorProto, helper
+from torch.export import Dim
+from typer.testing import CliRunner
+
+from export.checks import natural_images
+from export.onnx_export import read_metadata
+from export.pipeline import export_model
+from tests.helpers import assert_one_line_error
+from toolkit.cli import app
+
+
+class TinyStyle(torch.nn.Module):
+    """A float NCHW 0–255 → 0–255 model, like the ONNX model zoo's, with an instance norm inside."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.norm = torch.nn.InstanceNorm2d(8, affine=True)
+        self.out = torch.nn.Conv2d(8, 3, 1)
+
+    def forward(self, input1):
+        return self.out(torch.relu(self.norm(self.conv(input1)))) * 40 + 128 + input1[:, :1] * 0.5
+
+
+@pytest.fixture(scope="module")
+def zoo_like(tmp_path_factory):
+    path = tmp_path_factory.mktemp("zoo") / "zoo.onnx"
+    example = torch.rand(1, 3, 64, 64) * 255
+    program = torch.onnx.export(TinyStyle().eval(), (example,), input_names=["input1"], output_names=["output1"],
+                                dynamic_shapes={"input1": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}},
+                                dynamo=True, external_data=False)  # fmt: skip
+    onnx.save_model(program.model_proto, path)
+    return path
+
+
+@pytest.mark.parametrize("order", ["rgb", "bgr"])
+def test_a_zoo_style_model_is_wrapped_with_our_uint8_contract(zoo_like, tmp_path, order):
+    result = export_model(zoo_like, tmp_path, name="zoo", channel_order=order)
+    assert result.ok, [c for c in result.checks if not c.ok]
+    assert any(c.name.startswith("parity with the original") and c.ok for c in result.checks)
+    written = onnx.load(tmp_path / "zoo.onnx")
+    contract = json.loads(read_metadata(written)["io"])
+    assert (contract["dtype"], contract["layout"], contract["fixed_size"]) == ("uint8", "NHWC", None)
+    images = natural_images(3, 50, 70, seed=1)
+    out = ort.InferenceSession(tmp_path / "zoo.onnx", providers=["CPUExecutionProvider"]).run(None, {"image": images})[
+        0
+    ]
+    nchw = images.transpose(0, 3, 1, 2).astype(np.float32)
+    with torch.no_grad():
+        fed = torch.from_numpy(nchw[:, ::-1].copy() if order == "bgr" else nchw)
+        expected = TinyStyle().eval()(fed).numpy()
+    if order == "bgr":
+        expected = expected[:, ::-1]
+    expected = np.clip(expected, 0, 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
+    assert out.dtype == np.uint8 and out.shape == images.shape
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def legacy_model(path):
+    """Opset 7 with an experimental op that no converter knows, at a fixed 8×8, like the WinML sample models."""
+    scale = helper.make_tensor("scale", TensorProto.FLOAT, [3], [1.0, 1.0, 1.0])
+    bias = helper.make_tensor("bias", TensorProto.FLOAT, [3], [0.0, 0.0, 0.0])
+    nodes = [helper.make_node("ImageScaler", ["inputImage"], ["scaled"], scale=1.0, bias=[0.0, 0.0, 0.0]),
+             helper.make_node("InstanceNormalization", ["scaled", "scale", "bias"], ["outputImage"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "legacy", [helper.make_tensor_value_info("inputImage", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("outputImage", TensorProto.FLOAT, [1, 3, 8, 8])], [scale, bias],
+    )  # fmt: skip
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)], ir_version=4), path)
+
+
+def test_a_legacy_model_is_kept_as_it_is_with_its_conventions_recorded(tmp_path):
+    legacy_model(tmp_path / "candy.onnx")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "candy.onnx"), "-o", str(tmp_path / "out"),
+                                      "--channel-order", "bgr", "--fp16"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "kept as it is: opset 7 uses ops the converter does not know: ImageScaler" in result.stderr
+    assert "--fp16 is not available for imported ONNX models" in result.stderr
+    written = onnx.load(tmp_path / "out" / "candy.onnx")
+    contract = json.loads(read_metadata(written)["io"])
+    expected = {"layout": "NCHW", "channels": "BGR", "dtype": "float32", "range": [0, 255], "input": "inputImage",
+                "output": "outputImage", "fixed_size": [8, 8], "min_size": 1}  # fmt: skip
+    assert contract == expected
+    assert [n.op_type for n in written.graph.node] == ["ImageScaler", "InstanceNormalization"]
+
+
+def test_an_onnx_model_that_is_not_image_to_image_is_refused(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1000])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1000])],
+    )  # fmt: skip
+    onnx.save_model(helper.make_model(graph), tmp_path / "classifier.onnx")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "classifier.onnx"), "-o", str(tmp_path / "out")])
+    assert_one_line_error(result, "classifier.onnx: not an image-to-image model", "expected float N×3×H×W")
+    (tmp_path / "garbage.onnx").write_bytes(b"\x00\x01 not protobuf")
+    result = CliRunner().invoke(app, ["export", str(tmp_path / "garbage.onnx"), "-o", str(tmp_path / "out")])
+    assert_one_line_error(result, "garbage.onnx: not")
+    assert not (tmp_path / "out").exists()
