@@ -24,7 +24,7 @@ from export.engine import ShapeProfile, build_engine, make_profile
 from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.fp16 import half_with_fp32_instance_norm
 from export.image_io import ImageIO
-from export.onnx_export import DEFAULT_OPSET, build_onnx, onnx_metadata, save_onnx
+from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx, onnx_metadata, save_onnx
 from export.sources import load_source
 from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import sidecar_path
@@ -122,7 +122,7 @@ def export_model(
         final = onnx_path.with_suffix(".engine")
         staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache)
+            sidecar = build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache)
             if check:
                 sizes = [_clip_to_profile((2, h, w), profile) for h, w in PARITY_SIZES]
                 engine_check = check_engine(staging, fp32, io, sizes)
@@ -133,6 +133,13 @@ def export_model(
             os.replace(sidecar_path(staging), sidecar_path(final))
             os.replace(staging, final)
             result.files += [str(final), str(sidecar_path(final))]
+            shapes = sidecar["profiles"][0]
+            result.notes.append(
+                f"built {final.name} ({precision}) with TensorRT {sidecar['tensorrt']['version']} on "
+                f"{sidecar['gpu']['name']} (compute capability {sidecar['gpu']['compute_capability']}); "
+                f"input {INPUT_NAME} from {shapes['min']} via {shapes['opt']} to {shapes['max']}; "
+                f"timing cache {cache}"
+            )
         finally:
             staging.unlink(missing_ok=True)
             sidecar_path(staging).unlink(missing_ok=True)

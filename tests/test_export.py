@@ -72,6 +72,7 @@ def test_exported_graph_takes_any_batch_and_size_in_its_io_contract(exported):
     meta = read_metadata(onnx.load(result.files[0]))
     contract = json.loads(meta["io"])
     assert (meta["arch"], meta["norm"], meta["precision"], meta["style"]) == (arch, norm, "fp32", "mosaic.jpg")
+    assert json.loads(meta["training"]) == {"style": "mosaic.jpg"} and meta["width"] == "0.5"
     assert contract["layout"] == ("NHWC" if io == "uint8" else "NCHW") and contract["min_size"] >= 8
 
 
