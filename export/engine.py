@@ -16,6 +16,8 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import onnx
+
 from export.onnx_export import INPUT_NAME
 from runtime.cuda_device import gpu_identity
 from runtime.engine_sidecar import SIDECAR_FORMAT, sidecar_path
@@ -121,12 +123,14 @@ def build_engine(
     if timing_cache:
         _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
     name, capability = gpu_identity()
+    metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     sidecar = {
         "format": SIDECAR_FORMAT,
         "tensorrt": {"version": trt.__version__},
         "gpu": {"name": name, "compute_capability": capability},
         "precision": precision,
         "io": io,
+        "contract": metadata.get("io"),
         "profiles": [{"input": INPUT_NAME, "min": shapes[0], "opt": shapes[1], "max": shapes[2]}],
         "onnx": {"file": onnx_path.name, "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()},
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

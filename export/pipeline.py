@@ -22,7 +22,6 @@ from export.checks import (
 )
 from export.engine import ShapeProfile, build_engine, make_profile
 from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
-from export.fp16 import half_with_fp32_instance_norm
 from export.image_io import ImageIO
 from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx, onnx_metadata, save_onnx
 from export.sources import load_source
@@ -30,6 +29,7 @@ from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import sidecar_path
 from train.checkpoint import check_writable
 from train.errors import UserError
+from train.norm import half_with_fp32_instance_norm
 
 
 @dataclass

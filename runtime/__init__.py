@@ -1,1 +1,5 @@
-"""Torch-free runtime for stylizing images and video (`toolkit run`): not built yet, see issue 4."""
+"""Torch-free runtime for stylizing images and video: `Stylizer` (numpy + Pillow; backends imported lazily)."""
+
+from runtime.stylizer import ModelError, Stylizer
+
+__all__ = ["ModelError", "Stylizer"]

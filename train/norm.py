@@ -6,6 +6,8 @@ per channel over H×W, at training *and* at test time, so there are no running s
 
 from __future__ import annotations
 
+import copy
+
 from torch import Tensor, nn
 
 NORMS = ("instance", "batch")
@@ -32,3 +34,16 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(channels)
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
+
+
+def half_with_fp32_instance_norm(generator: nn.Module) -> nn.Module:
+    """A half-precision copy whose instance norms keep fp32 parameters (and, via InstanceNorm2d, fp32 statistics).
+
+    Exported to ONNX this gives Cast(fp16→fp32) → InstanceNormalization(fp32 scale/bias) → Cast(fp32→fp16), which is
+    what TensorRT 11 (no weak typing) needs; in PyTorch it is the fast fp16 path that cannot overflow the variance.
+    """
+    model = copy.deepcopy(generator).half()
+    for module in model.modules():
+        if isinstance(module, InstanceNorm2d):
+            module.float()
+    return model.eval()

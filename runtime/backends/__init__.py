@@ -1,0 +1,1 @@
+"""Inference backends: one interface (`Backend`), one file each, each importing its library only when used."""

@@ -1,0 +1,56 @@
+"""ONNX Runtime: the CUDA execution provider where onnxruntime-gpu has a GPU, else the CPU provider tuned for
+throughput. (The TensorRT EP of PyPI's onnxruntime-gpu links TensorRT 10, so it is not used.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend, BackendUnavailable
+from runtime.contract import Contract
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
+        path = Path(path)
+        available = ort.get_available_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in available:
+            raise BackendUnavailable("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
+        use_cuda = device != "cpu" and "CUDAExecutionProvider" in available
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = threads or os.cpu_count() or 1
+        options.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"{path}: ONNX Runtime cannot load this model ({first})") from None
+        self.device = "cuda" if use_cuda else "cpu"
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "io" in meta:
+            self.contract = Contract.from_io_metadata(meta["io"])
+        else:
+            try:
+                self.contract = Contract.from_graph(inputs[0].name, outputs[0].name, inputs[0].type, inputs[0].shape)
+            except ValueError as exc:
+                raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.contract.output_name], {self.contract.input_name: batch})[0]
+
+    def close(self) -> None:
+        self.session = None

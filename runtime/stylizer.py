@@ -1,0 +1,236 @@
+"""`Stylizer`: the object apps embed. Load a model once, then stylize PIL images, arrays, batches or streams.
+
+    from runtime import Stylizer
+    with Stylizer.load("exported/mosaic.onnx") as stylizer:
+        stylizer(Image.open("photo.jpg")).save("out.jpg")
+
+Not thread-safe: GPU backends hold one stream and one set of buffers. Use one Stylizer per thread.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from runtime.backends.base import Backend, BackendUnavailable
+from runtime.contract import Contract
+from runtime.postprocess import blend, preserve_colors
+
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+
+
+class ModelError(Exception):
+    """The model cannot be loaded or run as asked; the message says why and how to fix it."""
+
+
+def _make_backend(kind: str, path: Path, device: str | None) -> Backend:
+    if kind == "tensorrt":
+        if device == "cpu":
+            raise BackendUnavailable("TensorRT needs a GPU and --device cpu was asked")
+        from runtime.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(path)
+    if kind == "onnxruntime":
+        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(path, device)
+    from runtime.backends.torch_backend import TorchBackend
+
+    return TorchBackend(path, device)
+
+
+def _candidates(path: Path) -> list[tuple[str, Path]]:
+    """Which backend can run which file, best first: an engine, the ONNX file beside it, or a torch checkpoint."""
+    suffix = path.suffix.lower()
+    if suffix == ".engine":
+        return [("tensorrt", path), ("onnxruntime", path.with_suffix(".onnx"))]
+    if suffix == ".onnx":
+        return [("tensorrt", path.with_suffix(".engine")), ("onnxruntime", path)]
+    if suffix == ".safetensors":
+        return [("torch", path)]
+    raise ModelError(f"{path}: unknown model type {suffix or '(none)'}; give a .onnx, .engine or .safetensors file")
+
+
+def open_backend(model: str | Path, backend: str = "auto", device: str | None = None) -> tuple[Backend, list[str]]:
+    """The first backend that can run `model` (or the one named); returns it with notes on those passed over."""
+    if backend not in ("auto", *BACKENDS):
+        raise ModelError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
+    path = Path(model)
+    if not path.exists():
+        raise ModelError(f"model not found: {path} (no bundled styles yet: give the path of an exported model)")
+    candidates = [(kind, file) for kind, file in _candidates(path) if backend in ("auto", kind)]
+    if not candidates:
+        kinds = ", ".join(kind for kind, _ in _candidates(path))
+        raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
+    notes = []
+    for kind, file in candidates:
+        if not file.exists():
+            if backend != "auto":
+                raise ModelError(f"--backend {kind}: {file} does not exist")
+            continue
+        try:
+            return _make_backend(kind, file, device), notes
+        except BackendUnavailable as exc:
+            if backend != "auto":
+                raise ModelError(f"--backend {kind} cannot run {file.name}: {exc}") from None
+            notes.append(f"{kind} not used for {file.name}: {exc}")
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
+    raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
+
+
+class Stylizer:
+    def __init__(self, backend: Backend, strength: float = 1.0, preserve_color: bool = False, notes=()):
+        if not 0.0 <= strength <= 1.0:
+            raise ModelError(f"strength must be between 0 and 1, not {strength}")
+        self.backend = backend
+        self.contract: Contract = backend.contract
+        self.strength = strength
+        self.preserve_color = preserve_color
+        self.notes = list(notes)
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path,
+        backend: str = "auto",
+        device: str | None = None,
+        strength: float = 1.0,
+        preserve_color: bool = False,
+    ) -> Stylizer:
+        """`backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (best
+        available), "cpu" or "cuda"."""
+        chosen, notes = open_backend(model, backend, device)
+        return cls(chosen, strength, preserve_color, notes)
+
+    @property
+    def backend_name(self) -> str:
+        return self.backend.name
+
+    # -- the one path every input takes -------------------------------------------------------------------------
+    def _fit(self, rgb: np.ndarray) -> np.ndarray:
+        """Resize to a fixed-size model's size, or mirror-pad up to the model's minimum side."""
+        c = self.contract
+        h, w = rgb.shape[:2]
+        if c.fixed_size:
+            if (h, w) == tuple(c.fixed_size):
+                return rgb
+            size = (c.fixed_size[1], c.fixed_size[0])
+            return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+        pad_h, pad_w = max(0, c.min_size - h), max(0, c.min_size - w)
+        if pad_h or pad_w:
+            return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
+        return rgb
+
+    def _unfit(self, out: np.ndarray, h: int, w: int) -> np.ndarray:
+        if self.contract.fixed_size and out.shape[:2] != (h, w):
+            return np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.LANCZOS))
+        return out[:h, :w]
+
+    def _to_model(self, batch: np.ndarray) -> np.ndarray:
+        c = self.contract
+        if c.channels == "BGR":
+            batch = batch[..., ::-1]
+        if c.layout == "NCHW":
+            batch = batch.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(batch, dtype=np.float32 if c.dtype == "float32" else np.uint8)
+
+    def _from_model(self, out: np.ndarray) -> np.ndarray:
+        c = self.contract
+        if c.layout == "NCHW":
+            out = out.transpose(0, 2, 3, 1)
+        if c.channels == "BGR":
+            out = out[..., ::-1]
+        if out.dtype != np.uint8:
+            out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(out)
+
+    def _run_same_size(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        fitted = np.stack([self._fit(image) for image in images])
+        outputs = self._from_model(self.backend.run(self._to_model(fitted)))
+        return [self._finish(image, out) for image, out in zip(images, outputs, strict=True)]
+
+    def _finish(self, original: np.ndarray, out: np.ndarray) -> np.ndarray:
+        out = self._unfit(out, *original.shape[:2])
+        if self.preserve_color:
+            out = preserve_colors(original, out)
+        return blend(original, out, self.strength)
+
+    # -- public -------------------------------------------------------------------------------------------------
+    def stylize_arrays(self, images: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+        """H×W×3 uint8 RGB arrays → stylized arrays of the same sizes; images of one size run as one batch."""
+        results: list[np.ndarray | None] = [None] * len(images)
+        by_size: dict[tuple[int, int], list[int]] = {}
+        for index, image in enumerate(images):
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise ValueError(f"expected H×W×3 uint8 RGB arrays, got {image.shape} {image.dtype}")
+            by_size.setdefault(image.shape[:2], []).append(index)
+        for indices in by_size.values():
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                for index, out in zip(chunk, self._run_same_size([images[i] for i in chunk]), strict=True):
+                    results[index] = out
+        return results  # type: ignore[return-value]
+
+    def __call__(self, image):
+        """A PIL image, an H×W×3 uint8 array, an N×H×W×3 batch, or a list of those; returns the same kind."""
+        if isinstance(image, (list, tuple)):
+            return [self(item) for item in image]
+        if isinstance(image, Image.Image):
+            return self._stylize_pil(image)
+        array = np.asarray(image)
+        if array.ndim == 4:
+            return np.stack(self.stylize_arrays(list(array)))
+        if array.ndim == 2:
+            array = np.repeat(array[..., None], 3, axis=2)
+        return self.stylize_arrays([array])[0]
+
+    def _stylize_pil(self, image: Image.Image) -> Image.Image:
+        from runtime.images import Photo, _photo
+
+        photo: Photo = _photo(image)
+        rgb = self.stylize_arrays([photo.rgb])[0]
+        if photo.alpha is not None:
+            return Image.fromarray(np.dstack([rgb, photo.alpha]), "RGBA")
+        return Image.fromarray(rgb, "RGB")
+
+    def stream(self, frames: Iterable[np.ndarray], batch_size: int = 1) -> Iterator[np.ndarray]:
+        """Stylize an iterator of equally sized frames, in order. A thread reads and prepares the next batch while
+        the current one runs."""
+        ready: queue.Queue = queue.Queue(maxsize=2)
+        done = object()
+
+        def produce():
+            try:
+                batch = []
+                for frame in frames:
+                    batch.append(np.asarray(frame))
+                    if len(batch) == batch_size:
+                        ready.put(batch)
+                        batch = []
+                if batch:
+                    ready.put(batch)
+                ready.put(done)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                ready.put(exc)
+
+        thread = threading.Thread(target=produce, daemon=True)
+        thread.start()
+        while (item := ready.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield from self._run_same_size(item)
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> Stylizer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,146 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from onnx import TensorProto, helper
+from PIL import Image
+
+from export.pipeline import export_model
+from runtime import ModelError, Stylizer
+from runtime.engine_sidecar import SIDECAR_FORMAT, sidecar_path
+from runtime.postprocess import preserve_colors
+from tests.helpers import photo_like
+from tests.test_export import trained_model
+from train.checkpoint import load_model
+
+
+@pytest.fixture(scope="module")
+def model_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runtime")
+    path, _ = trained_model(root / "run", "johnson", "instance")
+    export_model(path, root / "exported", name="style", check=False, engine=False)
+    return path, root / "exported" / "style.onnx"
+
+
+def reference(checkpoint, rgb: np.ndarray) -> np.ndarray:
+    model, _ = load_model(checkpoint)
+    with torch.no_grad():
+        y = model(torch.from_numpy(rgb).permute(2, 0, 1)[None].float())
+    return y[0].clamp(0, 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 7), (37, 52), (64, 64)])
+def test_arrays_of_any_size_match_the_torch_model(model_files, size):
+    checkpoint, onnx_path = model_files
+    rgb = photo_like(size, seed=1) if min(size) > 1 else np.full((*size, 3), 90, np.uint8)
+    with Stylizer.load(onnx_path) as stylizer:
+        assert stylizer.backend_name == "onnxruntime"
+        out = stylizer(rgb)
+    assert out.shape == rgb.shape and out.dtype == np.uint8
+    expected = reference(checkpoint, rgb)
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_pil_images_keep_their_alpha_and_become_rgb(model_files):
+    _, onnx_path = model_files
+    stylizer = Stylizer.load(onnx_path)
+    rgba = np.dstack([photo_like((20, 30), 2), np.linspace(0, 255, 600).reshape(20, 30).astype(np.uint8)])
+    out = stylizer(Image.fromarray(rgba, "RGBA"))
+    assert out.mode == "RGBA" and out.size == (30, 20)
+    assert (np.asarray(out)[..., 3] == rgba[..., 3]).all()
+    grey = stylizer(Image.fromarray(photo_like((20, 30), 3)[..., 0], "L"))
+    assert grey.mode == "RGB" and grey.size == (30, 20)
+
+
+def test_batches_lists_and_streams_give_what_single_calls_give(model_files):
+    _, onnx_path = model_files
+    stylizer = Stylizer.load(onnx_path)
+    frames = [photo_like((24, 40), seed) for seed in range(5)]
+    singles = [stylizer(frame) for frame in frames]
+    batch = stylizer(np.stack(frames))
+    assert batch.shape == (5, 24, 40, 3)
+    assert all((batch[i] == singles[i]).all() for i in range(5))
+    mixed = stylizer([frames[0], photo_like((10, 12), 9), frames[1]])
+    assert [m.shape for m in mixed] == [(24, 40, 3), (10, 12, 3), (24, 40, 3)] and (mixed[2] == singles[1]).all()
+    streamed = list(stylizer.stream(iter(frames), batch_size=2))
+    assert len(streamed) == 5 and all((streamed[i] == singles[i]).all() for i in range(5))
+
+
+def test_strength_and_preserve_color(model_files):
+    _, onnx_path = model_files
+    rgb = photo_like((32, 32), seed=4)
+    assert (Stylizer.load(onnx_path, strength=0.0)(rgb) == rgb).all()
+    full, half = Stylizer.load(onnx_path)(rgb), Stylizer.load(onnx_path, strength=0.5)(rgb)
+    assert np.abs(half.astype(int) - (full.astype(int) + rgb.astype(int)) / 2).max() <= 1
+    kept = Stylizer.load(onnx_path, preserve_color=True)(rgb)
+    assert kept.shape == rgb.shape and not (kept == full).all()
+    # The function itself, away from the gamut edges that clipping would distort:
+    stylized = (60 + photo_like((32, 32), seed=7) // 2).astype(np.uint8)
+    merged = preserve_colors(rgb // 2 + 64, stylized)
+    ycc = lambda a: np.asarray(Image.fromarray(a).convert("YCbCr")).astype(int)  # noqa: E731
+    assert np.abs(ycc(merged)[..., 1:] - ycc(rgb // 2 + 64)[..., 1:]).mean() < 2
+    assert np.abs(ycc(merged)[..., 0] - ycc(stylized)[..., 0]).mean() < 2
+    with pytest.raises(ModelError, match="strength"):
+        Stylizer.load(onnx_path, strength=1.5)
+
+
+def test_a_bgr_float_fixed_size_model_just_works(tmp_path):
+    """A model-zoo-like graph (float NCHW, BGR, fixed 16×16): y = x · (1, 0.5, 0) per B, G, R channel."""
+    factors = helper.make_tensor("factors", TensorProto.FLOAT, [1, 3, 1, 1], [1.0, 0.5, 0.0])
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["inputImage", "factors"], ["outputImage"])], "bgr",
+        [helper.make_tensor_value_info("inputImage", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("outputImage", TensorProto.FLOAT, [1, 3, 16, 16])], [factors],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    contract = {"layout": "NCHW", "channels": "BGR", "dtype": "float32", "input": "inputImage",
+                "output": "outputImage", "fixed_size": [16, 16], "min_size": 1}  # fmt: skip
+    model.metadata_props.add(key="io", value=json.dumps(contract))
+    onnx.save_model(model, tmp_path / "zoo.onnx")
+    rgb = np.empty((21, 33, 3), np.uint8)
+    rgb[...] = (200, 100, 50)
+    out = Stylizer.load(tmp_path / "zoo.onnx")(rgb)
+    assert out.shape == (21, 33, 3)
+    assert (out == (0, 50, 50)).all()  # R×0, G×0.5, B×1
+
+
+def test_backend_choice_and_its_errors(model_files, tmp_path):
+    checkpoint, onnx_path = model_files
+    assert Stylizer.load(checkpoint).backend_name == "torch"
+    with pytest.raises(
+        ModelError, match=r"--backend onnxruntime cannot run model\.safetensors; for this file use torch"
+    ):
+        Stylizer.load(checkpoint, backend="onnxruntime")
+    with pytest.raises(ModelError, match="unknown backend 'fast'"):
+        Stylizer.load(onnx_path, backend="fast")
+    with pytest.raises(ModelError, match="model not found"):
+        Stylizer.load(tmp_path / "nope.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match=r"broken\.onnx: ONNX Runtime cannot load this model"):
+        Stylizer.load(broken)
+    # An engine for another machine (or no TensorRT here): auto falls back to the ONNX file beside it.
+    engine = onnx_path.with_suffix(".engine")
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(json.dumps({"format": SIDECAR_FORMAT, "gpu": {"name": "Other GPU"}}))
+    stylizer = Stylizer.load(engine)
+    assert stylizer.backend_name == "onnxruntime" and stylizer.notes and "tensorrt not used" in stylizer.notes[0]
+    with pytest.raises(ModelError, match=r"--backend tensorrt cannot run style\.engine"):
+        Stylizer.load(engine, backend="tensorrt")
+
+
+def test_the_runtime_imports_and_runs_without_torch(model_files):
+    _, onnx_path = model_files
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\nfrom runtime import Stylizer\n"
+        f"out = Stylizer.load({str(onnx_path)!r})(np.zeros((9, 11, 3), np.uint8))\n"
+        "assert out.shape == (9, 11, 3) and 'torch' not in [m for m in sys.modules if sys.modules[m] is not None]\n"
+        "print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "ok", result.stderr
