@@ -9,21 +9,16 @@ import torch
 from onnx import TensorProto, helper
 from PIL import Image
 
-from export.pipeline import export_model
 from runtime import ModelError, Stylizer
 from runtime.engine_sidecar import SIDECAR_FORMAT, sidecar_path
 from runtime.postprocess import preserve_colors
 from tests.helpers import photo_like
-from tests.test_export import trained_model
 from train.checkpoint import load_model
 
 
-@pytest.fixture(scope="module")
-def model_files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runtime")
-    path, _ = trained_model(root / "run", "johnson", "instance")
-    export_model(path, root / "exported", name="style", check=False, engine=False)
-    return path, root / "exported" / "style.onnx"
+@pytest.fixture
+def model_files(exported_style):
+    return exported_style
 
 
 def reference(checkpoint, rgb: np.ndarray) -> np.ndarray:

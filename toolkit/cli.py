@@ -6,6 +6,7 @@ import typer
 
 from toolkit import __version__
 from toolkit.export_command import export
+from toolkit.run_command import run
 from toolkit.sample_data import sample_data
 from toolkit.train_command import train
 
@@ -32,6 +33,7 @@ def _root(
 
 app.command("train", no_args_is_help=True)(train)
 app.command("export", no_args_is_help=True)(export)
+app.command("run", no_args_is_help=True)(run)
 app.command("sample-data", no_args_is_help=True)(sample_data)
 
 

@@ -1,0 +1,100 @@
+"""`toolkit run`: stylize image files, folders, globs, stdin, and videos."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from toolkit.reporting import stderr
+
+
+def _fail(message: str) -> None:
+    print(f"error: {' '.join(message.split())}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def run(
+    inputs: list[str] = typer.Argument(..., help="Image or video files, folders (recursive), globs, or - for stdin."),
+    out: str = typer.Option(..., "-o", "--out", help="Output folder (or file for one input; - for stdout)."),
+    model: str = typer.Option(None, "--model", "-m", help="Exported model: .onnx, .engine or .safetensors."),
+    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
+    batch_size: int = typer.Option(4, "--batch-size", help="Images of the same size run together."),
+    max_size: int = typer.Option(None, "--max-size", help="Downscale the long side to this many pixels first."),
+    max_pixels: int = typer.Option(None, "--max-pixels", help="Refuse larger images (default ≈ 179 Mpx)."),
+    strength: float = typer.Option(1.0, "--strength", help="Blend with the original: 1 = full style, 0 = none."),
+    preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the input's colours."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist (default: skip them)."),
+    format: str = typer.Option(None, "--format", help="Output image format (default: the input's)."),
+    json_output: bool = typer.Option(False, "--json", help="One JSON object per output, then a summary."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
+    from runtime.images import DEFAULT_MAX_PIXELS
+    from runtime.jobs import JobError, Outcome, check_output, plan, run_images
+    from runtime.stylizer import ModelError, Stylizer
+    from runtime.video import run_videos
+
+    if model is None:
+        _fail("--model is required: no bundled styles yet; give an exported model (toolkit export)")
+    if batch_size < 1 or (max_size is not None and max_size < 1) or not 0 <= strength <= 1:
+        _fail("--batch-size and --max-size must be positive and --strength between 0 and 1")
+    try:
+        tasks, failures = plan(inputs, out, format)
+        check_output(tasks)
+        stylizer = Stylizer.load(model, backend, device, strength, preserve_color)
+    except (JobError, ModelError) as exc:
+        _fail(str(exc))
+    for note in stylizer.notes:
+        stderr.print(f"note: {note}", markup=False)
+
+    to_stdout = out == "-"
+    outcomes: list[Outcome] = list(failures)
+    images = [t for t in tasks if t.kind == "image"]
+    videos = [t for t in tasks if t.kind == "video"]
+    show = not quiet and not to_stdout
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=stderr, disable=not show,
+    )  # fmt: skip
+
+    def emit(outcome: Outcome) -> None:
+        if json_output and not to_stdout:
+            typer.echo(json.dumps({k: v for k, v in outcome.__dict__.items() if v not in (None, "")}))
+        if outcome.status == "failed":
+            stderr.print(f"failed: {outcome.reason}", markup=False)
+
+    with stylizer, progress:
+        if images:
+            bar = progress.add_task("images", total=len(images), speed="")
+
+            def on_image(outcome: Outcome) -> None:
+                emit(outcome)
+                progress.advance(bar)
+                speed = progress.tasks[bar].speed
+                progress.update(bar, speed=f"{speed:.1f} img/s" if speed else "")
+
+            outcomes += run_images(
+                images, stylizer, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
+                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=on_image,
+            )  # fmt: skip
+        if videos:
+            outcomes += run_videos(videos, stylizer, progress, overwrite=overwrite, batch_size=batch_size,
+                                   max_size=max_size, report=emit)  # fmt: skip
+    for outcome in failures:
+        emit(outcome)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    summary = {"summary": True, **counts, "backend": stylizer.backend_name, "device": stylizer.backend.device}
+    if json_output and not to_stdout:
+        typer.echo(json.dumps(summary))
+    else:
+        stderr.print(
+            f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
+            f"({stylizer.backend_name} on {stylizer.backend.device})",
+            markup=False,
+        )
+    if counts["failed"]:
+        raise typer.Exit(1)
