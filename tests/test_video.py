@@ -1,0 +1,77 @@
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tests.helpers import photo_like
+from toolkit.cli import app
+
+av = pytest.importorskip("av")
+
+
+def make_clip(path, frames=12, fps=12, size=(48, 64), audio=True):
+    """A short H.264 clip with an AAC sine track, made here."""
+    with av.open(str(path), "w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = size[1], size[0], "yuv420p"
+        sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(photo_like(size, seed=i), format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            seconds = frames / fps
+            t = np.arange(int(44100 * seconds)) / 44100
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(samples[:, start : start + 1024]), format="fltp", layout="mono"
+                )
+                chunk.sample_rate, chunk.pts = 44100, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode(None):
+                container.mux(packet)
+
+
+def describe(path):
+    with av.open(str(path)) as container:
+        time_base = container.streams.video[0].time_base
+        frames = list(container.decode(video=0))
+    with av.open(str(path)) as container:
+        audio = [p for p in container.demux(audio=0) if p.dts is not None] if container.streams.audio else []
+        rate = container.streams.video[0].average_rate
+    return {"frames": len(frames), "size": (frames[0].height, frames[0].width), "fps": rate,
+            "pts": [f.pts for f in frames], "audio": [bytes(p) for p in audio], "time_base": time_base}  # fmt: skip
+
+
+def test_a_video_keeps_frames_rate_timestamps_and_audio(exported_style, tmp_path):
+    _, model = exported_style
+    make_clip(tmp_path / "clip.mp4")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "out.mp4"),
+                                      "--model", str(model), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source, out = describe(tmp_path / "clip.mp4"), describe(tmp_path / "out.mp4")
+    assert out["frames"] == source["frames"] == 12 and out["fps"] == source["fps"] == 12
+    assert out["size"] == (48, 64)
+    assert [p * out["time_base"] for p in out["pts"]] == [p * source["time_base"] for p in source["pts"]]
+    assert out["audio"] and out["audio"] == source["audio"]  # copied packet for packet
+    assert '"frames": 12' in result.stdout
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_odd_sized_video_and_a_broken_one(exported_style, tmp_path):
+    _, model = exported_style
+    make_clip(tmp_path / "odd.mkv", frames=5, size=(48, 64), audio=False)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "odd.mkv"), str(tmp_path / "broken.mp4"), "-o",
+                                      str(tmp_path / "out"), "--model", str(model), "--max-size", "33"])  # fmt: skip
+    assert result.exit_code == 1
+    assert describe(tmp_path / "out" / "odd.mkv")["size"] == (25, 33)  # odd sides kept (4:4:4)
+    assert "broken.mp4" in result.stderr and "failed" in result.stderr
+    assert not (tmp_path / "out" / "broken.mp4").exists()
