@@ -78,8 +78,8 @@ def check_norm_nodes(model: onnx.ModelProto, generator: nn.Module, norm: str) ->
         checks.append(
             Check(
                 "BatchNormalization nodes", True,
-                f"{batch}: trained with --norm batch, so its statistics are frozen from training "
-                "(the output will follow the input's contrast)", warning=True,
+                f"{batch}{' (folded into the convolutions)' if batch == 0 else ''}: trained with --norm batch, so "
+                "its statistics are frozen from training (the output will follow the input's contrast)", warning=True,
             )
         )  # fmt: skip
     else:

@@ -111,7 +111,7 @@ def build_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=True)
+    config.set_timing_cache(cache, ignore_mismatch=False)  # timings from another GPU are not reused
     optimization_profile = builder.create_optimization_profile()
     shapes = profile.input_shapes(io)
     optimization_profile.set_shape(INPUT_NAME, *shapes)

@@ -53,31 +53,42 @@ def _opset(model: onnx.ModelProto) -> int:
 
 
 def wrap_with_contract(model: onnx.ModelProto, io: str, bgr: bool) -> onnx.ModelProto:
-    """Put our I/O contract around the foreign graph: layout, dtype, channel order, clamp and round."""
+    """Put our I/O contract around the foreign graph: dtype, layout, channel order, clamp and round.
+
+    The uint8 input feeds only a Cast and the uint8 output comes from a Cast, as TensorRT requires. The original
+    input and output are renamed, so no name of theirs can clash with ours.
+    """
     old_in, old_out, _ = describe(model, "model")
-    graph = model.graph
+    inner_in, inner_out = "_toolkit_model_input", "_toolkit_model_output"
+    graph = onnx.GraphProto()
+    graph.CopyFrom(model.graph)
+    for node in graph.node:
+        node.input[:] = [inner_in if name == old_in else name for name in node.input]
+        node.output[:] = [inner_out if name == old_out else name for name in node.output]
+        if old_out in node.input:  # an output also read inside the graph
+            node.input[:] = [inner_out if name == old_out else name for name in node.input]
     pre, post = [], []
     x = INPUT_NAME
     if io == "uint8":
-        pre += [helper.make_node("Transpose", [x], ["_nchw_u8"], perm=[0, 3, 1, 2]),
-                helper.make_node("Cast", ["_nchw_u8"], ["_nchw"], to=TensorProto.FLOAT)]  # fmt: skip
-        x = "_nchw"
-    constants = [helper.make_tensor("_reverse", TensorProto.INT64, [3], [2, 1, 0]),
-                 helper.make_tensor("_zero", TensorProto.FLOAT, [], [0.0]),
-                 helper.make_tensor("_max", TensorProto.FLOAT, [], [255.0])]  # fmt: skip
+        pre += [helper.make_node("Cast", [x], ["_toolkit_f32"], to=TensorProto.FLOAT),
+                helper.make_node("Transpose", ["_toolkit_f32"], ["_toolkit_nchw"], perm=[0, 3, 1, 2])]  # fmt: skip
+        x = "_toolkit_nchw"
+    constants = [helper.make_tensor("_toolkit_reverse", TensorProto.INT64, [3], [2, 1, 0]),
+                 helper.make_tensor("_toolkit_zero", TensorProto.FLOAT, [], [0.0]),
+                 helper.make_tensor("_toolkit_max", TensorProto.FLOAT, [], [255.0])]  # fmt: skip
     if bgr:
-        pre.append(helper.make_node("Gather", [x, "_reverse"], ["_bgr_in"], axis=1))
-        x = "_bgr_in"
-    pre.append(helper.make_node("Identity", [x], [old_in]))
-    y = old_out
+        pre.append(helper.make_node("Gather", [x, "_toolkit_reverse"], ["_toolkit_bgr"], axis=1))
+        x = "_toolkit_bgr"
+    pre.append(helper.make_node("Identity", [x], [inner_in]))
+    y = inner_out
     if bgr:
-        post.append(helper.make_node("Gather", [y, "_reverse"], ["_rgb_out"], axis=1))
-        y = "_rgb_out"
+        post.append(helper.make_node("Gather", [y, "_toolkit_reverse"], ["_toolkit_rgb"], axis=1))
+        y = "_toolkit_rgb"
     if io == "uint8":
-        post += [helper.make_node("Clip", [y, "_zero", "_max"], ["_clipped"]),
-                 helper.make_node("Round", ["_clipped"], ["_rounded"]),
-                 helper.make_node("Cast", ["_rounded"], ["_u8"], to=TensorProto.UINT8),
-                 helper.make_node("Transpose", ["_u8"], [OUTPUT_NAME], perm=[0, 2, 3, 1])]  # fmt: skip
+        post += [helper.make_node("Clip", [y, "_toolkit_zero", "_toolkit_max"], ["_toolkit_clipped"]),
+                 helper.make_node("Round", ["_toolkit_clipped"], ["_toolkit_rounded"]),
+                 helper.make_node("Transpose", ["_toolkit_rounded"], ["_toolkit_nhwc"], perm=[0, 2, 3, 1]),
+                 helper.make_node("Cast", ["_toolkit_nhwc"], [OUTPUT_NAME], to=TensorProto.UINT8)]  # fmt: skip
     else:
         post.append(helper.make_node("Identity", [y], [OUTPUT_NAME]))
     n, _, h, w = _dims(_real_inputs(model)[0])
@@ -86,12 +97,17 @@ def wrap_with_contract(model: onnx.ModelProto, io: str, bgr: bool) -> onnx.Model
         in_shape, in_type = [dims[0], dims[1], dims[2], 3], TensorProto.UINT8
     else:
         in_shape, in_type = [dims[0], 3, dims[1], dims[2]], TensorProto.FLOAT
-    new_input = helper.make_tensor_value_info(INPUT_NAME, in_type, in_shape)
-    new_output = helper.make_tensor_value_info(OUTPUT_NAME, in_type, [None] * 4)
-    initializers = [*graph.initializer, *constants]
-    body = [*pre, *graph.node, *post]
-    new_graph = helper.make_graph(body, graph.name or "style", [new_input], [new_output], initializers)
-    wrapped = helper.make_model(new_graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    initializers = [i for i in graph.initializer if i.name != old_in]
+    new_graph = helper.make_graph(
+        [*pre, *graph.node, *post], graph.name or "style",
+        [helper.make_tensor_value_info(INPUT_NAME, in_type, in_shape)],
+        [helper.make_tensor_value_info(OUTPUT_NAME, in_type, [None] * 4)],
+        [*initializers, *constants], sparse_initializer=list(graph.sparse_initializer),
+    )  # fmt: skip
+    wrapped = helper.make_model(
+        new_graph, opset_imports=list(model.opset_import), ir_version=max(model.ir_version, 7),
+        functions=list(model.functions),
+    )  # fmt: skip
     return onnx.shape_inference.infer_shapes(wrapped)
 
 
@@ -125,17 +141,24 @@ def check_foreign_parity(original: onnx.ModelProto, result: onnx.ModelProto, con
     name = "parity with the original model (ORT CPU)"
     old_in, _, fixed = describe(original, "original")
     h, w = fixed or (96, 128)
-    images = natural_images(2, h, w, seed=3)
+    batch = _dims(_real_inputs(original)[0])[0] or 2
+    images = natural_images(batch, h, w, seed=3)
     nchw = images.transpose(0, 3, 1, 2).astype(np.float32)
-    reference = session(original).run(None, {old_in: nchw[:, ::-1].copy() if bgr else nchw})[0]
+    try:
+        reference = session(original).run(None, {old_in: nchw[:, ::-1].copy() if bgr else nchw})[0]
+    except Exception as exc:  # the original itself does not run on ONNX Runtime
+        return Check(name, False, f"the original model fails on ONNX Runtime: {str(exc).splitlines()[0][:200]}")
     if bgr:
         reference = reference[:, ::-1]
     feed = images if contract["dtype"] == "uint8" else nchw
-    got = session(result).run(None, {INPUT_NAME: feed})[0]
+    try:
+        got = session(result).run(None, {INPUT_NAME: feed})[0]
+    except Exception as exc:  # ONNX Runtime's own error types: the imported model does not run
+        return Check(name, False, f"ONNX Runtime failed: {str(exc).splitlines()[0][:200]}")
     if contract["dtype"] == "uint8":
         reference = np.clip(reference, 0, 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
     diff = float(np.abs(got.astype(np.float64) - reference.astype(np.float64)).max())
-    return Check(name, diff <= 1.0, f"max |diff| {diff:.3g} at {h}×{w}, batch 2")
+    return Check(name, diff <= 1.0, f"max |diff| {diff:.3g} at {h}×{w}, batch {batch}")
 
 
 def foreign_checks(original: onnx.ModelProto, result: onnx.ModelProto, contract: dict, bgr: bool) -> list[Check]:

@@ -24,8 +24,11 @@ class ImageIO(nn.Module):
         self.compute_dtype = compute_dtype
 
     def forward(self, image: Tensor) -> Tensor:
-        x = image.permute(0, 3, 1, 2) if self.io == "uint8" else image
-        y = self.generator(x.to(self.compute_dtype))
+        # TensorRT takes uint8 only as a network input feeding a Cast, or as an output made by a Cast: so cast
+        # first and permute after on the way in, and the other way round on the way out.
+        x = image.to(self.compute_dtype)
+        x = x.permute(0, 3, 1, 2) if self.io == "uint8" else x
+        y = self.generator(x)
         if self.io == "float":
             return y.float()
-        return y.float().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        return y.float().clamp(0, 255).round().permute(0, 2, 3, 1).to(torch.uint8)

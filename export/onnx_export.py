@@ -39,10 +39,30 @@ def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, 
             output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )  # fmt: skip
     model = program.model_proto
+    if wrapped.io == "uint8":
+        only_casts_touch_uint8(model)
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model
+
+
+def only_casts_touch_uint8(model: onnx.ModelProto) -> None:
+    """Make the uint8 graph input feed nothing but its Cast (Shape nodes read the Cast's output instead, which has
+    the same shape), and check that the uint8 output comes straight from a Cast: what TensorRT requires."""
+    nodes = list(model.graph.node)
+    casts = [n for n in nodes if n.op_type == "Cast" and INPUT_NAME in n.input]
+    if len(casts) != 1:
+        raise RuntimeError(f"expected one Cast of {INPUT_NAME}, found {len(casts)}")
+    cast = casts[0]
+    for node in nodes:
+        if node is not cast:
+            node.input[:] = [cast.output[0] if name == INPUT_NAME else name for name in node.input]
+    del model.graph.node[:]
+    model.graph.node.extend([cast, *(n for n in nodes if n is not cast)])
+    producer = next(n for n in nodes if OUTPUT_NAME in n.output)
+    if producer.op_type != "Cast":
+        raise RuntimeError(f"{OUTPUT_NAME} is produced by {producer.op_type}, not by a Cast")
 
 
 def save_onnx(model: onnx.ModelProto, path: Path) -> None:

@@ -110,6 +110,11 @@ def export_model(
     for path, model in models.items():
         save_onnx(model, path)
         result.files.append(str(path))
+        stale = path.with_suffix(".engine")
+        if stale.exists() or sidecar_path(stale).exists():  # built from the ONNX file just replaced
+            stale.unlink(missing_ok=True)
+            sidecar_path(stale).unlink(missing_ok=True)
+            result.notes.append(f"removed {stale.name}: it was built from the previous {path.name}")
     if engine is False:
         return result
     reason = tensorrt_unavailable()

@@ -84,6 +84,19 @@ def open_backend(model: str | Path, backend: str = "auto", device: str | None = 
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
 
 
+def _mirror_to(image: np.ndarray, size: int, axis: int) -> np.ndarray:
+    """Mirror the end of `axis` until it is `size` long, as train.padding does inside the generators (repeated
+    reflection, so tiny images come out exactly as the PyTorch model gives them)."""
+    while image.shape[axis] < size:
+        length = image.shape[axis]
+        if length == 1:
+            return np.repeat(image, size, axis=axis)
+        widths = [(0, 0)] * image.ndim
+        widths[axis] = (0, min(size - length, length - 1))
+        image = np.pad(image, widths, mode="reflect")
+    return image
+
+
 class Stylizer:
     def __init__(self, backend: Backend, strength: float = 1.0, preserve_color: bool = False, notes=()):
         if not 0.0 <= strength <= 1.0:
@@ -122,10 +135,7 @@ class Stylizer:
                 return rgb
             size = (c.fixed_size[1], c.fixed_size[0])
             return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-        pad_h, pad_w = max(0, c.min_size - h), max(0, c.min_size - w)
-        if pad_h or pad_w:
-            return np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="symmetric")
-        return rgb
+        return _mirror_to(_mirror_to(rgb, c.min_size, 0), c.min_size, 1)
 
     def _unfit(self, out: np.ndarray, h: int, w: int) -> np.ndarray:
         if self.contract.fixed_size and out.shape[:2] != (h, w):

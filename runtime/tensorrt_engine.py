@@ -7,6 +7,7 @@ and reused while it stays the same. Not thread-safe: one instance per thread.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 from pathlib import Path
 
@@ -24,7 +25,11 @@ class _Buffer:
 
         self.nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         self.device = check(cudart.cudaMalloc(self.nbytes))
-        self.host_ptr = check(cudart.cudaMallocHost(self.nbytes))
+        try:
+            self.host_ptr = check(cudart.cudaMallocHost(self.nbytes))
+        except RuntimeError:
+            check(cudart.cudaFree(self.device))
+            raise
         raw = ctypes.cast(int(self.host_ptr), ctypes.POINTER(ctypes.c_uint8))
         self.host = np.ctypeslib.as_array(raw, (self.nbytes,)).view(dtype).reshape(shape)
 
@@ -42,6 +47,9 @@ class TensorRTEngine:
         import tensorrt as trt
         from cuda.bindings import runtime as cudart
 
+        self.stream = None  # so that close() works however far __init__ got
+        self._buffers: tuple[_Buffer, _Buffer] | None = None
+        self._shape: tuple[int, ...] | None = None
         engine_path = Path(engine_path)
         sidecar = read_sidecar(engine_path)
         reasons = engine_mismatches(sidecar, trt.__version__, *gpu_identity())
@@ -53,6 +61,8 @@ class TensorRTEngine:
         if self.engine is None:
             raise ValueError(f"{engine_path}: TensorRT could not deserialize the engine")
         self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise RuntimeError(f"{engine_path}: TensorRT could not create an execution context (out of GPU memory?)")
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
@@ -60,8 +70,6 @@ class TensorRTEngine:
             raise ValueError(f"{engine_path}: expected one input and one output, found {inputs} and {outputs}")
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.stream = check(cudart.cudaStreamCreate())
-        self._shape: tuple[int, ...] | None = None
-        self._buffers: tuple[_Buffer, _Buffer] | None = None
 
     def _prepare(self, shape: tuple[int, ...]) -> tuple[_Buffer, _Buffer]:
         if shape == self._shape and self._buffers is not None:
@@ -74,7 +82,13 @@ class TensorRTEngine:
         in_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.input_name)))
         out_dtype = np.dtype(trt.nptype(self.engine.get_tensor_dtype(self.output_name)))
         self._free()
-        self._buffers = (_Buffer(shape, in_dtype), _Buffer(out_shape, out_dtype))
+        source = _Buffer(shape, in_dtype)
+        try:
+            target = _Buffer(out_shape, out_dtype)
+        except RuntimeError:
+            source.free()
+            raise
+        self._buffers = (source, target)
         self.context.set_tensor_address(self.input_name, int(self._buffers[0].device))
         self.context.set_tensor_address(self.output_name, int(self._buffers[1].device))
         self._shape = shape
@@ -112,3 +126,7 @@ class TensorRTEngine:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit CUDA may already be gone
+            self.close()

@@ -88,3 +88,16 @@ def test_fp16_engine_builds_matches_the_onnx_and_records_its_machine(tmp_path):
         assert (sidecar["gpu"]["name"], sidecar["gpu"]["compute_capability"]) == gpu_identity()
         assert sidecar["profiles"][0]["max"] == [2, 512, 512, 3]
     assert any(c.name.startswith("fp16 engine") and c.ok for c in result.checks)
+
+
+def test_re_export_removes_an_engine_built_from_the_previous_onnx(tmp_path):
+    from export.pipeline import export_model
+
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    (tmp_path / "out").mkdir()
+    stale = tmp_path / "out" / "run.engine"
+    stale.write_bytes(b"old plan")
+    sidecar_path(stale).write_text(json.dumps(SIDECAR))
+    result = export_model(path, tmp_path / "out", check=False, engine=False)
+    assert not stale.exists() and not sidecar_path(stale).exists()
+    assert "removed run.engine: it was built from the previous run.onnx" in result.notes

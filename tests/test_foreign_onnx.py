@@ -105,3 +105,18 @@ def test_an_onnx_model_that_is_not_image_to_image_is_refused(tmp_path):
     result = CliRunner().invoke(app, ["export", str(tmp_path / "garbage.onnx"), "-o", str(tmp_path / "out")])
     assert_one_line_error(result, "garbage.onnx: not")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_fixed_batch_model_whose_names_clash_with_ours(tmp_path):
+    """Model-zoo models are fixed at batch 1; this one also calls its tensors `image` and `stylized`."""
+    program = torch.onnx.export(TinyStyle().eval(), (torch.rand(1, 3, 32, 32) * 255,), input_names=["image"],
+                                output_names=["stylized"], dynamo=True, external_data=False)  # fmt: skip
+    onnx.save_model(program.model_proto, tmp_path / "fixed.onnx")
+    result = export_model(tmp_path / "fixed.onnx", tmp_path / "out")
+    assert result.ok, [c for c in result.checks if not c.ok]
+    parity = next(c for c in result.checks if c.name.startswith("parity"))
+    assert "32×32, batch 1" in parity.detail
+    written = onnx.load(tmp_path / "out" / "fixed.onnx")
+    assert [n.op_type for n in written.graph.node if "image" in n.input] == ["Cast"]
+    assert [n.op_type for n in written.graph.node if "stylized" in n.output] == ["Cast"]
+    assert json.loads(read_metadata(written)["io"])["fixed_size"] == [32, 32]

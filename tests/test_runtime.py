@@ -139,3 +139,17 @@ def test_the_runtime_imports_and_runs_without_torch(model_files):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "ok", result.stderr
+
+
+def test_an_engine_built_from_an_earlier_onnx_is_passed_over(model_files, tmp_path):
+    import shutil
+
+    _, onnx_path = model_files
+    onnx_copy = tmp_path / "style.onnx"
+    shutil.copy(onnx_path, onnx_copy)
+    engine = tmp_path / "style.engine"
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(json.dumps({"format": SIDECAR_FORMAT, "onnx": {"sha256": "0" * 64}}))
+    stylizer = Stylizer.load(onnx_copy)
+    assert stylizer.backend_name == "onnxruntime"
+    assert "style.engine was built from an earlier style.onnx; rebuild it with toolkit export" in stylizer.notes[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,22 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | Path):
         path = Path(path)
+        try:
+            sidecar = read_sidecar(path)
+        except ValueError as exc:
+            raise BackendUnavailable(str(exc)) from None
+        source = path.with_suffix(".onnx")
+        built_from = sidecar.get("onnx", {}).get("sha256")
+        if source.is_file() and built_from and built_from != hashlib.sha256(source.read_bytes()).hexdigest():
+            raise BackendUnavailable(
+                f"{path.name} was built from an earlier {source.name}; rebuild it with toolkit export"
+            )
         reason = tensorrt_unavailable()
         if reason:
             raise BackendUnavailable(reason)
         from runtime.tensorrt_engine import TensorRTEngine
 
         try:
-            sidecar = read_sidecar(path)
             self.engine = TensorRTEngine(path)
         except ValueError as exc:
             raise BackendUnavailable(str(exc)) from None
