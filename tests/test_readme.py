@@ -1,0 +1,27 @@
+"""The README's embedding example runs as written (on a small model and photo made here)."""
+
+import os
+import re
+from pathlib import Path
+
+from PIL import Image
+
+from tests.helpers import photo_like
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_the_embedding_example_runs(exported_style, tmp_path):
+    block = re.search(r"### Embedding\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    _, model = exported_style
+    (tmp_path / "demo" / "exported").mkdir(parents=True)
+    (tmp_path / "demo" / "photos").mkdir()
+    os.link(model, tmp_path / "demo" / "exported" / "run.onnx")
+    Image.fromarray(photo_like((30, 45), 1)).save(tmp_path / "demo" / "photos" / "chelsea.png")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        exec(compile(block, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
+    assert Image.open(tmp_path / "demo" / "chelsea_styled.png").size == (45, 30)
