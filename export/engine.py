@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import onnx
 from export.onnx_export import INPUT_NAME
 from runtime.cuda_device import gpu_identity
 from runtime.engine_sidecar import SIDECAR_FORMAT, sidecar_path
+from runtime.images import write_atomic
 from train.errors import UserError
 
 DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX = (1, 64, 64), (1, 720, 1280), (1, 2160, 3840)
@@ -75,16 +74,6 @@ def make_profile(min_text: str | None, opt_text: str | None, max_text: str | Non
     return profile
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def build_engine(
     onnx_path: Path,
     engine_path: Path,
@@ -119,9 +108,9 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise UserError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    _atomic_write(engine_path, bytes(plan))
+    write_atomic(engine_path, bytes(plan))
     if timing_cache:
-        _atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+        write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
     name, capability = gpu_identity()
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     sidecar = {
@@ -135,5 +124,5 @@ def build_engine(
         "onnx": {"file": onnx_path.name, "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()},
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_write(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
     return sidecar

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -15,6 +13,7 @@ from torch import nn
 from torch.export import Dim
 
 from export.image_io import IO_CONTRACTS, ImageIO
+from runtime.images import write_atomic
 
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 DEFAULT_OPSET = 20
@@ -67,13 +66,7 @@ def only_casts_touch_uint8(model: onnx.ModelProto) -> None:
 
 def save_onnx(model: onnx.ModelProto, path: Path) -> None:
     """One self-contained file, written to a temporary name and renamed: never a partial file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        onnx.save_model(model, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(model.SerializeToString(), path)
 
 
 class _Named(nn.Module):

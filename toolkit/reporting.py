@@ -15,11 +15,13 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 @contextmanager
 def user_errors() -> Iterator[None]:
     """Turn the stages' UserError (and Ctrl-C) into a one-line message and an exit code."""
+    from runtime.jobs import JobError
+    from runtime.stylizer import ModelError
     from train.errors import UserError
 
     try:
         yield
-    except UserError as exc:
+    except (UserError, ModelError, JobError) as exc:
         message = " ".join(str(exc).split())
         print(f"error: {message}", file=sys.stderr)
         raise typer.Exit(2) from None

@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from toolkit.reporting import stderr
-
-
-def _fail(message: str) -> None:
-    print(f"error: {' '.join(message.split())}", file=sys.stderr)
-    raise typer.Exit(2)
+from toolkit.reporting import stderr, user_errors
 
 
 def run(
@@ -35,19 +29,17 @@ def run(
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
     from runtime.jobs import JobError, Outcome, check_output, plan, run_images
-    from runtime.stylizer import ModelError, Stylizer
+    from runtime.stylizer import Stylizer
     from runtime.video import run_videos
 
-    if model is None:
-        _fail("--model is required: no bundled styles yet; give an exported model (toolkit export)")
-    if batch_size < 1 or (max_size is not None and max_size < 1) or not 0 <= strength <= 1:
-        _fail("--batch-size and --max-size must be positive and --strength between 0 and 1")
-    try:
+    with user_errors():
+        if model is None:
+            raise JobError("--model is required: no bundled styles yet; give an exported model (toolkit export)")
+        if batch_size < 1 or (max_size is not None and max_size < 1) or not 0 <= strength <= 1:
+            raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
         stylizer = Stylizer.load(model, backend, device, strength, preserve_color)
-    except (JobError, ModelError) as exc:
-        _fail(str(exc))
     for note in stylizer.notes:
         stderr.print(f"note: {note}", markup=False)
 
