@@ -56,13 +56,30 @@ def _candidates(path: Path) -> list[tuple[str, Path]]:
     raise ModelError(f"{path}: unknown model type {suffix or '(none)'}; give a .onnx, .engine or .safetensors file")
 
 
-def open_backend(model: str | Path, backend: str = "auto", device: str | None = None) -> tuple[Backend, list[str]]:
+def resolve_model(model: str | Path | None) -> Path:
+    """A path to a model file, or the name of a bundled style (None: the default style)."""
+    from runtime.bundled import find_style
+
+    if model is not None:
+        path = Path(model)
+        if path.exists():
+            return path
+        looks_like_a_name = isinstance(model, str) and not path.suffix and len(path.parts) == 1
+        if not looks_like_a_name:
+            raise ModelError(f"model not found: {path}")
+    try:
+        return find_style(None if model is None else str(model)).path
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
+
+
+def open_backend(
+    model: str | Path | None, backend: str = "auto", device: str | None = None
+) -> tuple[Backend, list[str]]:
     """The first backend that can run `model` (or the one named); returns it with notes on those passed over."""
     if backend not in ("auto", *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
-    path = Path(model)
-    if not path.exists():
-        raise ModelError(f"model not found: {path} (no bundled styles yet: give the path of an exported model)")
+    path = resolve_model(model)
     candidates = [(kind, file) for kind, file in _candidates(path) if backend in ("auto", kind)]
     if not candidates:
         kinds = ", ".join(kind for kind, _ in _candidates(path))
@@ -110,13 +127,14 @@ class Stylizer:
     @classmethod
     def load(
         cls,
-        model: str | Path,
+        model: str | Path | None = None,
         backend: str = "auto",
         device: str | None = None,
         strength: float = 1.0,
         preserve_color: bool = False,
     ) -> Stylizer:
-        """`backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (best
+        """`model`: a .onnx/.engine/.safetensors path, a bundled style's name, or None for the default style.
+        `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
         available), "cpu" or "cuda"."""
         chosen, notes = open_backend(model, backend, device)
         return cls(chosen, strength, preserve_color, notes)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import typer
 
 from toolkit import __version__
+from toolkit.demo_command import demo
 from toolkit.export_command import export
+from toolkit.optimize_command import optimize
 from toolkit.run_command import run
 from toolkit.sample_data import sample_data
+from toolkit.styles_command import styles
 from toolkit.train_command import train
 
 app = typer.Typer(
@@ -35,6 +38,9 @@ app.command("train", no_args_is_help=True)(train)
 app.command("export", no_args_is_help=True)(export)
 app.command("run", no_args_is_help=True)(run)
 app.command("sample-data", no_args_is_help=True)(sample_data)
+app.command("styles")(styles)
+app.command("demo")(demo)
+app.command("optimize", no_args_is_help=True)(optimize)
 
 
 def main() -> None:

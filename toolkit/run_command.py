@@ -13,7 +13,9 @@ from toolkit.reporting import stderr, user_errors
 def run(
     inputs: list[str] = typer.Argument(..., help="Image or video files, folders (recursive), globs, or - for stdin."),
     out: str = typer.Option(..., "-o", "--out", help="Output folder (or file for one input; - for stdout)."),
-    model: str = typer.Option(None, "--model", "-m", help="Exported model: .onnx, .engine or .safetensors."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="A bundled style's name (toolkit styles) or a .onnx/.engine/.safetensors file."
+    ),
     backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images of the same size run together."),
@@ -33,8 +35,6 @@ def run(
     from runtime.video import run_videos
 
     with user_errors():
-        if model is None:
-            raise JobError("--model is required: no bundled styles yet; give an exported model (toolkit export)")
         if batch_size < 1 or (max_size is not None and max_size < 1) or not 0 <= strength <= 1:
             raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
         tasks, failures = plan(inputs, out, format)

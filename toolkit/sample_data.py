@@ -36,19 +36,24 @@ def stained_glass(size: int = 384, cells: int = 70, seed: int = 0) -> Image.Imag
     return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).filter(ImageFilter.SMOOTH)
 
 
-def write_sample_data(folder: Path) -> tuple[list[Path], Path]:
+def sample_photos(names=SKIMAGE_PHOTOS) -> dict[str, np.ndarray]:
+    """scikit-image's sample photos by name (grey ones as they are); a UserError naming the extra without it."""
     from train.errors import UserError
 
     try:
         from skimage import data
     except ImportError:
         raise UserError("the sample photos come from scikit-image: pip install 'fast-style-toolkit[samples]'") from None
+    return {name: getattr(data, name)() for name in names}
+
+
+def write_sample_data(folder: Path) -> tuple[list[Path], Path]:
     photos = folder / "photos"
     photos.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in SKIMAGE_PHOTOS:
+    for name, array in sample_photos().items():
         path = photos / f"{name}.png"
-        Image.fromarray(getattr(data, name)()).save(path)
+        Image.fromarray(array).save(path)
         written.append(path)
     style = folder / "style.png"
     stained_glass().save(style)

@@ -153,6 +153,22 @@ def _trim_log(path: Path, last_step: int) -> None:
     os.replace(tmp, path)
 
 
+def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_last: bool = False):
+    """The loss of `config` against its style image, on `device`; returns (loss module, where the VGG came from)."""
+    style = load_style_image(config.style, config.style_size)
+    content_layers = parse_layers(config.content_layers, "--content-layers")
+    style_layers = parse_layers(config.style_layers, "--style-layers")
+    weights = read_vgg_weights(config.vgg_weights) if config.vgg_weights else download_vgg_weights(config.loss_net)
+    vgg = build_loss_network(weights, config.loss_net, sorted(set(content_layers) | set(style_layers))).to(device)
+    if channels_last:
+        vgg.to(memory_format=torch.channels_last)
+    loss = PerceptualLoss(
+        vgg, style.to(device), content_layers, style_layers,
+        config.content_weight, config.style_weight, config.tv_weight,
+    )  # fmt: skip
+    return loss, weights.source
+
+
 def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
     reporter = reporter or Reporter()
     out = Path(config.out)
@@ -172,15 +188,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
     skipped = [f"{path} ({reason})" for path, reason in folder.unreadable]
     if skipped:
         reporter.warn(f"skipping {len(skipped)} unreadable file(s): " + "; ".join(skipped))
-    style = load_style_image(config.style, config.style_size)
-
-    content_layers = parse_layers(config.content_layers, "--content-layers")
-    style_layers = parse_layers(config.style_layers, "--style-layers")
-    if config.vgg_weights:
-        weights = read_vgg_weights(config.vgg_weights)
-    else:
-        weights = download_vgg_weights(config.loss_net)
-    vgg = build_loss_network(weights, config.loss_net, sorted(set(content_layers) | set(style_layers)))
+    loss_fn, vgg_source = build_perceptual_loss(config, device, channels_last)
 
     spec = GeneratorSpec(config.arch, config.norm, config.width, config.noise_channels)
     torch.manual_seed(config.seed)
@@ -190,19 +198,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
 
     check_writable(out, "--out")
     generator.to(device)
-    vgg.to(device)
     if channels_last:
         generator.to(memory_format=torch.channels_last)
-        vgg.to(memory_format=torch.channels_last)
-    loss_fn = PerceptualLoss(
-        vgg,
-        style.to(device),
-        content_layers,
-        style_layers,
-        config.content_weight,
-        config.style_weight,
-        config.tv_weight,
-    )
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
     step = 0
@@ -237,7 +234,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
         "data": str(config.data),
         "preset": config.preset,
         "loss_net": config.loss_net,
-        "vgg_weights": weights.source,
+        "vgg_weights": vgg_source,
         "content_layers": config.content_layers,
         "style_layers": config.style_layers,
         "content_weight": config.content_weight,

@@ -1,0 +1,68 @@
+"""`toolkit demo`: the first run. Sample photos stylized with every bundled style, and a contact sheet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+from PIL import Image, ImageDraw
+
+from toolkit.reporting import stderr, user_errors
+
+DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
+THUMB = 256
+
+
+def _thumb(rgb: np.ndarray) -> Image.Image:
+    image = Image.fromarray(rgb)
+    image.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
+    cell = Image.new("RGB", (THUMB, THUMB), (255, 255, 255))
+    cell.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    return cell
+
+
+def contact_sheet(rows: list[list[np.ndarray]], titles: list[str]) -> Image.Image:
+    """A grid: one row per photo, the original then one column per style, with column titles on top."""
+    header = 24
+    sheet = Image.new("RGB", (THUMB * len(titles), header + THUMB * len(rows)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for col, title in enumerate(titles):
+        draw.text((col * THUMB + 8, 6), title, fill=(0, 0, 0))
+    for row, images in enumerate(rows):
+        for col, rgb in enumerate(images):
+            sheet.paste(_thumb(rgb), (col * THUMB, header + row * THUMB))
+    return sheet
+
+
+def demo(
+    out: Path = typer.Argument(Path("demo"), help="Folder for the stylized photos and contact-sheet.jpg."),
+    styles: str = typer.Option(None, "--styles", help="Comma-separated bundled styles (default: all)."),
+) -> None:
+    """Stylize sample photos with the bundled styles, on the CPU, with no download and no file of yours."""
+    from runtime.bundled import bundled_styles, find_style
+    from runtime.images import Photo, encode, write_atomic
+    from runtime.stylizer import ModelError, Stylizer
+    from toolkit.sample_data import sample_photos
+
+    with user_errors():
+        photos = sample_photos(DEMO_PHOTOS)
+        chosen = [find_style(n.strip()) for n in styles.split(",")] if styles else bundled_styles()
+        if not chosen:
+            raise ModelError("no bundled styles are installed; give a model to `toolkit run --model`")
+        rgb = {n: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3] for n, a in photos.items()}
+        columns = {name: [image] for name, image in rgb.items()}
+        for style in chosen:
+            folder = out / style.name
+            folder.mkdir(parents=True, exist_ok=True)
+            with Stylizer.load(style.path, device="cpu") as stylizer:
+                for name, image in rgb.items():
+                    styled = stylizer(image)
+                    write_atomic(encode(Photo(styled), "JPEG"), folder / f"{name}.jpg")
+                    columns[name].append(styled)
+        sheet = contact_sheet(list(columns.values()), ["photo", *(s.name for s in chosen)])
+        write_atomic(encode(Photo(np.asarray(sheet)), "JPEG"), out / "contact-sheet.jpg")
+    stderr.print(
+        f"stylized {len(rgb)} photos with {len(chosen)} styles into {out}/; overview: {out / 'contact-sheet.jpg'}"
+    )
+    stderr.print(f"your own photos: toolkit run PHOTOS_FOLDER -o {out}/mine --model {chosen[0].name}")
