@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from toolkit import __version__
+from toolkit.bench_command import bench
 from toolkit.demo_command import demo
 from toolkit.export_command import export
 from toolkit.optimize_command import optimize
@@ -41,6 +42,7 @@ app.command("sample-data", no_args_is_help=True)(sample_data)
 app.command("styles")(styles)
 app.command("demo")(demo)
 app.command("optimize", no_args_is_help=True)(optimize)
+app.command("bench")(bench)
 
 
 def main() -> None:

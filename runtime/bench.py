@@ -1,0 +1,110 @@
+"""Latency and throughput of a model per backend and input size, against the machine's measured GEMM rate."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMED_SIZES = {"480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920), "4k": (2160, 3840)}
+
+
+def parse_sizes(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """'256,512,720p' → [('256', (256, 256)), ('512', (512, 512)), ('720p', (720, 1280))]; H×W also accepted."""
+    sizes = []
+    for item in (part.strip().lower() for part in text.split(",") if part.strip()):
+        if item in NAMED_SIZES:
+            sizes.append((item, NAMED_SIZES[item]))
+        elif "x" in item and all(p.isdigit() for p in item.split("x", 1)):
+            h, w = (int(p) for p in item.split("x", 1))
+            sizes.append((item, (h, w)))
+        elif item.isdigit():
+            sizes.append((item, (int(item), int(item))))
+        else:
+            raise ValueError(f"--sizes: {item!r} is not N, HxW or one of {', '.join(NAMED_SIZES)}")
+    if not sizes:
+        raise ValueError("--sizes is empty")
+    return sizes
+
+
+def sgemm_gflops(n: int = 2048, seconds: float = 1.5) -> float:
+    """float32 matrix-multiply rate of this machine through numpy's BLAS (the best of several runs)."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    a @ b
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+@dataclass
+class Measurement:
+    backend: str
+    size: str
+    height: int
+    width: int
+    batch: int
+    median_ms: float
+    p90_ms: float
+    images_per_s: float
+    gflop_per_image: float | None
+    gflops: float | None
+    of_sgemm: float | None
+
+
+def measure(run, batch_input: np.ndarray, min_runs: int = 3, max_seconds: float = 10.0) -> list[float]:
+    """Seconds per call of `run(batch_input)`, after one warm-up call."""
+    run(batch_input)
+    times, deadline = [], time.perf_counter() + max_seconds
+    while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 50):
+        start = time.perf_counter()
+        run(batch_input)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summarize(
+    backend: str, size: str, hw: tuple[int, int], batch: int, times: list[float], gflop: float | None, sgemm: float
+) -> Measurement:
+    median = statistics.median(times)
+    p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
+    rate = gflop * batch / median if gflop else None
+    return Measurement(backend, size, hw[0], hw[1], batch, median * 1e3, p90 * 1e3, batch / median, gflop, rate,
+                       rate / sgemm if rate else None)  # fmt: skip
+
+
+def plot(measurements: list[Measurement], path, title: str) -> None:
+    """A grouped bar chart of images/s (one group per size, one bar per backend), drawn with Pillow."""
+    from PIL import Image, ImageDraw
+
+    sizes = list(dict.fromkeys(m.size for m in measurements))
+    backends = list(dict.fromkeys(m.backend for m in measurements))
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
+    width, height, left, bottom, top = 140 * len(sizes) + 120, 420, 70, 60, 50
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    peak = max(m.images_per_s for m in measurements) or 1.0
+    scale = (height - bottom - top) / peak
+    draw.text((left, 12), title, fill="black")
+    draw.line((left, height - bottom, width - 20, height - bottom), fill="black")
+    draw.text((8, top - 6), f"{peak:.3g}", fill="black")
+    draw.text((8, height - bottom - 6), "0", fill="black")
+    draw.text((8, top + 12), "img/s", fill="black")
+    bar = 100 // max(1, len(backends))
+    for i, size in enumerate(sizes):
+        x0 = left + 20 + i * 140
+        for j, backend in enumerate(backends):
+            found = [m for m in measurements if m.size == size and m.backend == backend]
+            if found:
+                y = height - bottom - found[0].images_per_s * scale
+                draw.rectangle((x0 + j * bar, y, x0 + (j + 1) * bar - 4, height - bottom), fill=colours[j % 4])
+        draw.text((x0, height - bottom + 8), size, fill="black")
+    for j, backend in enumerate(backends):
+        draw.rectangle((left + j * 150, height - 22, left + j * 150 + 12, height - 10), fill=colours[j % 4])
+        draw.text((left + j * 150 + 18, height - 23), backend, fill="black")
+    image.save(path)
