@@ -42,5 +42,5 @@ def find_style(name: str | None) -> BundledStyle:
     if wanted in styles:
         return styles[wanted]
     if not styles:
-        raise ValueError("no bundled styles are installed; give the path of an exported model")
+        raise ValueError("no bundled styles are installed; give an exported model (--model PATH, or a path in the API)")
     raise ValueError(f"no bundled style {wanted!r}; bundled styles: {', '.join(styles)} (or give a model path)")

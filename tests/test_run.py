@@ -85,8 +85,11 @@ def test_bad_inputs_fail_alone_with_one_line_each(exported_style, tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["good.png"]
 
 
-def test_errors_that_stop_the_job(exported_style, tmp_path):
+def test_errors_that_stop_the_job(exported_style, tmp_path, monkeypatch):
+    import runtime.bundled
+
     _, model = exported_style
+    monkeypatch.setattr(runtime.bundled, "styles_folder", lambda: tmp_path / "no-styles")
     Image.fromarray(photo_like((20, 20), 1)).save(tmp_path / "x.png")
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -95,7 +98,9 @@ def test_errors_that_stop_the_job(exported_style, tmp_path):
     assert_one_line_error(
         run_cli(tmp_path / "x.png", "-o", tmp_path / "o", "--model", tmp_path / "bad.onnx"), "bad.onnx"
     )
-    assert_one_line_error(run_cli(tmp_path / "x.png", "-o", tmp_path / "o"), "--model is required")
+    assert_one_line_error(
+        run_cli(tmp_path / "x.png", "-o", tmp_path / "o"), "no bundled styles are installed", "--model"
+    )
     assert_one_line_error(
         run_cli(tmp_path / "x.png", "-o", tmp_path / "o", "--model", model, "--backend", "x"), "backend"
     )
