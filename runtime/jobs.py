@@ -101,13 +101,20 @@ def plan(inputs: list[str], out: str, format: str | None = None) -> tuple[list[T
             missing.append(Outcome(item, "", "failed", f"{item}: no such file or folder"))
     single_file_target = len(inputs) == 1 and len(found) == 1 and not Path(inputs[0]).is_dir() and _kind(out_path)
     tasks = []
+    claimed: dict[Path, Path] = {}
     for source, relative in found:
         kind = _kind(source) or "image"
-        if single_file_target:
-            target = out_path
+        target = out_path if single_file_target else out_path / _target_name(relative, kind, format)
+        key = target.resolve()
+        if key == source.resolve():
+            missing.append(Outcome(str(source), str(target), "failed", f"{source}: the output would replace the input; "
+                                   "choose another -o"))  # fmt: skip
+        elif key in claimed:
+            missing.append(Outcome(str(source), str(target), "failed", f"{source}: same output {target} as "
+                                   f"{claimed[key]}; run them separately or rename one"))  # fmt: skip
         else:
-            target = out_path / _target_name(relative, kind, format)
-        tasks.append(Task(str(source), str(target), kind))
+            claimed[key] = source
+            tasks.append(Task(str(source), str(target), kind))
     return tasks, missing
 
 

@@ -139,3 +139,19 @@ def test_a_killed_run_leaves_no_partial_output_and_resumes(exported_style, tmp_p
     summary = json.loads(result.stdout.splitlines()[-1])
     assert summary["skipped"] == len(finished) and summary["done"] == 40 - len(finished)
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_outputs_never_replace_inputs_or_each_other(exported_style, tmp_path):
+    _, model = exported_style
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        Image.fromarray(photo_like((16, 16), 1)).save(tmp_path / folder / "x.png")
+    Image.fromarray(photo_like((16, 16), 2)).save(tmp_path / "a" / "x.jpg")
+    before = (tmp_path / "a" / "x.png").read_bytes()
+    clash = run_cli(tmp_path / "a" / "x.png", tmp_path / "b" / "x.png", "-o", tmp_path / "out", "--model", model)
+    assert clash.exit_code == 1 and "same output" in clash.stderr and "b/x.png" in clash.stderr
+    converted = run_cli(tmp_path / "a", "-o", tmp_path / "png", "--model", model, "--format", "png")
+    assert converted.exit_code == 1 and "same output" in converted.stderr  # x.jpg and x.png both → x.png
+    in_place = run_cli(tmp_path / "a", "-o", tmp_path / "a", "--model", model, "--overwrite")
+    assert in_place.exit_code == 1 and "would replace the input" in in_place.stderr
+    assert (tmp_path / "a" / "x.png").read_bytes() == before
