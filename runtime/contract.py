@@ -15,6 +15,7 @@ class Contract:
     channels: str = "RGB"  # or "BGR"
     fixed_size: tuple[int, int] | None = None  # the model only takes this H×W: the runtime resizes
     min_size: int = 1  # smaller sides are mirror-padded up to this
+    max_batch: int | None = None  # the model's batch dimension is fixed to this (model-zoo models: 1)
 
     @classmethod
     def from_io_metadata(cls, io_json: str) -> Contract:

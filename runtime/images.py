@@ -22,6 +22,11 @@ DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 ORIENTATION_TAG = 0x0112
 
 
+# Our own pixel limit applies (decode); Pillow's warning below its error threshold is noise. A module-level filter,
+# because warnings.catch_warnings is not thread-safe and images decode in worker threads.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
 class ImageError(Exception):
     """An input or output image problem; the message names the file and the fix."""
 
@@ -55,14 +60,12 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
         "raise --max-pixels if you trust it"
     )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit applies below
-            source = io.BytesIO(data) if isinstance(data, bytes) else data
-            with Image.open(source) as image:
-                if image.width * image.height > max_pixels:
-                    raise too_large
-                image.load()
-                return _photo(image)
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        with Image.open(source) as image:
+            if image.width * image.height > max_pixels:
+                raise too_large
+            image.load()
+            return _photo(image)
     except Image.DecompressionBombError:  # Pillow's own, lower, limit
         raise too_large from None
     except UnidentifiedImageError:
@@ -75,10 +78,13 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
 def _photo(image: Image.Image) -> Photo:
     source_format = image.format
     icc = image.info.get("icc_profile")
-    image = ImageOps.exif_transpose(image)
-    exif = image.getexif()
-    exif.pop(ORIENTATION_TAG, None)
-    exif_bytes = exif.tobytes() if len(exif) else None
+    try:
+        image = ImageOps.exif_transpose(image)
+        exif = image.getexif()
+        exif.pop(ORIENTATION_TAG, None)
+        exif_bytes = exif.tobytes() if len(exif) else None
+    except Exception:  # malformed EXIF: keep the pixels as stored, drop the metadata
+        exif_bytes = None
     image = _to_8bit(image)
     alpha = None
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

@@ -88,7 +88,10 @@ def plan(inputs: list[str], out: str, format: str | None = None) -> tuple[list[T
     for item in inputs:
         path = Path(item)
         if path.is_dir():
+            outputs = out_path.resolve()
             for child in sorted(p for p in path.rglob("*") if p.is_file() and _kind(p)):
+                if outputs != path.resolve() and outputs in child.resolve().parents:
+                    continue  # earlier outputs inside the input folder are not inputs
                 found.append((child, child.relative_to(path)))
         elif path.is_file():
             found.append((path, Path(path.name)))
@@ -102,13 +105,14 @@ def plan(inputs: list[str], out: str, format: str | None = None) -> tuple[list[T
     single_file_target = len(inputs) == 1 and len(found) == 1 and not Path(inputs[0]).is_dir() and _kind(out_path)
     tasks = []
     claimed: dict[Path, Path] = {}
+    sources = {source.resolve() for source, _ in found}
     for source, relative in found:
         kind = _kind(source) or "image"
         target = out_path if single_file_target else out_path / _target_name(relative, kind, format)
         key = target.resolve()
-        if key == source.resolve():
-            missing.append(Outcome(str(source), str(target), "failed", f"{source}: the output would replace the input; "
-                                   "choose another -o"))  # fmt: skip
+        if key in sources:
+            reason = f"{source}: its output {target} would replace an input; choose another -o"
+            missing.append(Outcome(str(source), str(target), "failed", reason))
         elif key in claimed:
             missing.append(Outcome(str(source), str(target), "failed", f"{source}: same output {target} as "
                                    f"{claimed[key]}; run them separately or rename one"))  # fmt: skip
@@ -180,6 +184,7 @@ def run_images(
     workers: int = 2,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    format = format.lower() if format else None
 
     def finish(outcome: Outcome) -> None:
         outcomes.append(outcome)
@@ -224,8 +229,8 @@ def run_images(
                 task, future = saving.popleft()
                 try:
                     finish(future.result())
-                except (OSError, ValueError) as exc:
-                    finish(Outcome(task.source, task.target, "failed", f"cannot write: {exc}"))
+                except Exception as exc:  # this output fails, the job goes on
+                    finish(Outcome(task.source, task.target, "failed", f"{task.target}: cannot write ({exc})"))
 
         batch: list[tuple[Task, Photo, float]] = []
 
@@ -236,7 +241,7 @@ def run_images(
                 outputs = stylizer.stylize_arrays([photo.rgb for _, photo, _ in batch], batch_size)
             except Exception as exc:  # a backend failure fails these inputs, not the job
                 for task, _, _ in batch:
-                    finish(Outcome(task.source, task.target, "failed", f"model failed: {exc}"))
+                    finish(Outcome(task.source, task.target, "failed", f"{task.source}: the model failed ({exc})"))
             else:
                 for (task, photo, started), rgb in zip(batch, outputs, strict=True):
                     saving.append((task, encoders.submit(save, task, photo.with_rgb(rgb), started)))
@@ -250,6 +255,9 @@ def run_images(
                 photo = future.result()
             except ImageError as exc:
                 finish(Outcome(task.source, task.target, "failed", str(exc)))
+                continue
+            except Exception as exc:  # a decoder bug on a strange file: that file fails, the job goes on
+                finish(Outcome(task.source, task.target, "failed", f"{task.source}: cannot decode ({exc!r})"))
                 continue
             if batch and (photo.rgb.shape != batch[0][1].rgb.shape or len(batch) == batch_size):
                 flush()

@@ -179,6 +179,9 @@ class Stylizer:
         return np.ascontiguousarray(out)
 
     def _run_same_size(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        step = self.contract.max_batch or len(images)
+        if len(images) > step:  # a model with a fixed batch size takes the images a few at a time
+            return [out for i in range(0, len(images), step) for out in self._run_same_size(images[i : i + step])]
         fitted = np.stack([self._fit(image) for image in images])
         outputs = self._from_model(self.backend.run(self._to_model(fitted)))
         return [self._finish(image, out) for image, out in zip(images, outputs, strict=True)]

@@ -28,7 +28,9 @@ def _output_size(width: int, height: int, max_size: int | None) -> tuple[int, in
     if not max_size or max(width, height) <= max_size:
         return width, height
     scale = max_size / max(width, height)
-    return max(2, round(width * scale)), max(2, round(height * scale))
+    w, h = max(2, round(width * scale)), max(2, round(height * scale))
+    # Keep even sides where the input had them (4:2:0, which every player takes).
+    return w - w % 2 if width % 2 == 0 else w, h - h % 2 if height % 2 == 0 else h
 
 
 def stylize_video(
@@ -57,6 +59,7 @@ def stylize_video(
                 rate = video_in.average_rate or video_in.guessed_rate
                 video_out = sink.add_stream(_encoder(target.suffix.lower()), rate=rate)
                 video_out.time_base = video_in.time_base
+                video_out.codec_context.time_base = video_in.time_base  # keep variable frame timing exact
                 width, height = _output_size(video_in.codec_context.width, video_in.codec_context.height, max_size)
                 video_out.width, video_out.height = width, height
                 # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4.
@@ -125,7 +128,7 @@ def run_videos(
                 outcome = Outcome(task.source, task.target, "done", frames=frames)
             except VideoError as exc:
                 outcome = Outcome(task.source, task.target, "failed", str(exc))
-            except (RuntimeError, ValueError, OSError) as exc:  # PyAV/encoder failures: this video fails, not the job
+            except Exception as exc:  # PyAV, encoder or backend failures: this video fails, not the job
                 outcome = Outcome(task.source, task.target, "failed", f"{task.source}: {exc}")
         report(outcome)
         outcomes.append(outcome)

@@ -120,3 +120,9 @@ def test_a_fixed_batch_model_whose_names_clash_with_ours(tmp_path):
     assert [n.op_type for n in written.graph.node if "image" in n.input] == ["Cast"]
     assert [n.op_type for n in written.graph.node if "stylized" in n.output] == ["Cast"]
     assert json.loads(read_metadata(written)["io"])["fixed_size"] == [32, 32]
+    from runtime import Stylizer
+
+    out = Stylizer.load(tmp_path / "out" / "fixed.onnx")(
+        np.zeros((3, 40, 50, 3), np.uint8)
+    )  # batch 3 on a batch-1 model
+    assert out.shape == (3, 40, 50, 3)

@@ -76,3 +76,18 @@ def test_write_atomic_leaves_no_partial_file_when_it_fails(tmp_path):
         write_atomic(b"456", tmp_path)  # the rename onto a folder fails
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
     assert encode(Photo(np.zeros((2, 3, 3), np.uint8)), "BMP")[:2] == b"BM"
+
+
+def test_malformed_exif_drops_the_metadata_not_the_photo(tmp_path, monkeypatch):
+    import struct
+
+    from PIL import ImageOps
+
+    Image.new("RGB", (6, 4), (1, 2, 3)).save(tmp_path / "x.jpg")
+
+    def broken(image):
+        raise struct.error("bad EXIF")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    photo = read_photo(tmp_path / "x.jpg")
+    assert photo.rgb.shape == (4, 6, 3) and photo.exif is None

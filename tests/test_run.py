@@ -153,5 +153,17 @@ def test_outputs_never_replace_inputs_or_each_other(exported_style, tmp_path):
     converted = run_cli(tmp_path / "a", "-o", tmp_path / "png", "--model", model, "--format", "png")
     assert converted.exit_code == 1 and "same output" in converted.stderr  # x.jpg and x.png both → x.png
     in_place = run_cli(tmp_path / "a", "-o", tmp_path / "a", "--model", model, "--overwrite")
-    assert in_place.exit_code == 1 and "would replace the input" in in_place.stderr
+    assert in_place.exit_code == 1 and "would replace an input" in in_place.stderr
     assert (tmp_path / "a" / "x.png").read_bytes() == before
+
+
+def test_format_in_capitals_and_an_output_folder_inside_the_input_folder(exported_style, tmp_path):
+    _, model = exported_style
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(photo_like((16, 20), 1)).save(folder / "a.jpg")
+    for _ in range(2):
+        result = run_cli(folder, "-o", folder / "styled", "--model", model, "--format", "PNG", "--json")
+        assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout.splitlines()[-1])["skipped"] == 1
+    assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == ["a.jpg", "styled/a.png"]

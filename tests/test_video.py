@@ -10,15 +10,15 @@ from toolkit.cli import app
 av = pytest.importorskip("av")
 
 
-def make_clip(path, frames=12, fps=12, size=(48, 64), audio=True):
+def make_clip(path, frames=12, fps=12, size=(48, 64), audio=True, pts=None, pix_fmt="yuv420p"):
     """A short H.264 clip with an AAC sine track, made here."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = size[1], size[0], "yuv420p"
+        video.width, video.height, video.pix_fmt = size[1], size[0], pix_fmt
         sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(photo_like(size, seed=i), format="rgb24")
-            frame.pts = i
+            frame.pts = pts[i] if pts else i
             frame.time_base = Fraction(1, fps)
             for packet in video.encode(frame):
                 container.mux(packet)
@@ -65,13 +65,28 @@ def test_a_video_keeps_frames_rate_timestamps_and_audio(exported_style, tmp_path
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-def test_odd_sized_video_and_a_broken_one(exported_style, tmp_path):
+def test_odd_sized_video_downscaling_and_a_broken_one(exported_style, tmp_path):
     _, model = exported_style
-    make_clip(tmp_path / "odd.mkv", frames=5, size=(48, 64), audio=False)
+    make_clip(tmp_path / "odd.mkv", frames=5, size=(25, 33), audio=False, pix_fmt="yuv444p")
+    make_clip(tmp_path / "big.mp4", frames=5, size=(48, 64), audio=False)
     (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really")
-    result = CliRunner().invoke(app, ["run", str(tmp_path / "odd.mkv"), str(tmp_path / "broken.mp4"), "-o",
-                                      str(tmp_path / "out"), "--model", str(model), "--max-size", "33"])  # fmt: skip
+    inputs = [str(tmp_path / name) for name in ("odd.mkv", "big.mp4", "broken.mp4")]
+    result = CliRunner().invoke(app, ["run", *inputs, "-o", str(tmp_path / "out"), "--model", str(model)])
     assert result.exit_code == 1
     assert describe(tmp_path / "out" / "odd.mkv")["size"] == (25, 33)  # odd sides kept (4:4:4)
     assert "broken.mp4" in result.stderr and "failed" in result.stderr
     assert not (tmp_path / "out" / "broken.mp4").exists()
+    small = CliRunner().invoke(app, ["run", str(tmp_path / "big.mp4"), "-o", str(tmp_path / "small.mp4"),
+                                     "--model", str(model), "--max-size", "33"])  # fmt: skip
+    assert small.exit_code == 0 and describe(tmp_path / "small.mp4")["size"] == (24, 32)  # even, as the input
+
+
+def test_variable_frame_timing_is_kept(exported_style, tmp_path):
+    _, model = exported_style
+    timing = [0, 1, 3, 4, 7, 8, 9, 13]  # a clip with gaps, in 1/12 s
+    make_clip(tmp_path / "vfr.mp4", frames=len(timing), audio=False, pts=timing)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "vfr.mp4"), "-o", str(tmp_path / "out.mp4"),
+                                      "--model", str(model)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source, out = describe(tmp_path / "vfr.mp4"), describe(tmp_path / "out.mp4")
+    assert [p * out["time_base"] for p in out["pts"]] == [p * source["time_base"] for p in source["pts"]]

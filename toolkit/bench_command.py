@@ -37,6 +37,8 @@ def bench(
             cells = parse_sizes(sizes)
         except ValueError as exc:
             raise ModelError(str(exc)) from None
+        if batch < 1 or max_seconds <= 0 or any(min(hw) < 1 for _, hw in cells):
+            raise ModelError("--batch, --max-seconds and every size must be positive")
         files, generator = _model_files(model, Path(tmp))
         sgemm = sgemm_gflops()
         results = []

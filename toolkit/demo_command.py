@@ -47,7 +47,10 @@ def demo(
 
     with user_errors():
         photos = sample_photos(DEMO_PHOTOS)
-        chosen = [find_style(n.strip()) for n in styles.split(",")] if styles else bundled_styles()
+        try:
+            chosen = [find_style(n.strip()) for n in styles.split(",")] if styles else bundled_styles()
+        except ValueError as exc:
+            raise ModelError(str(exc)) from None
         if not chosen:
             raise ModelError("no bundled styles are installed; give a model to `toolkit run --model`")
         rgb = {n: np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a[..., :3] for n, a in photos.items()}

@@ -3,6 +3,7 @@ throughput. (The TensorRT EP of PyPI's onnxruntime-gpu links TensorRT 10, so it 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -48,6 +49,9 @@ class OnnxRuntimeBackend(Backend):
                 self.contract = Contract.from_graph(inputs[0].name, outputs[0].name, inputs[0].type, inputs[0].shape)
             except ValueError as exc:
                 raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
+        batch_dim = inputs[0].shape[0] if inputs[0].shape else None
+        if isinstance(batch_dim, int) and batch_dim > 0:
+            self.contract = dataclasses.replace(self.contract, max_batch=batch_dim)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.contract.output_name], {self.contract.input_name: batch})[0]
