@@ -103,6 +103,11 @@ def plan(inputs: list[str], out: str, format: str | None = None) -> tuple[list[T
         else:
             missing.append(Outcome(item, "", "failed", f"{item}: no such file or folder"))
     single_file_target = len(inputs) == 1 and len(found) == 1 and not Path(inputs[0]).is_dir() and _kind(out_path)
+    if single_file_target and format and FORMAT_BY_SUFFIX.get(out_path.suffix.lower()) != FORMAT_NAMES[format]:
+        raise JobError(f"-o {out_path} and --format {format} disagree; name the output {out_path.stem}"
+                       f"{SUFFIX_BY_FORMAT[FORMAT_NAMES[format]]} or drop --format")  # fmt: skip
+    if single_file_target and _kind(found[0][0]) and _kind(found[0][0]) != _kind(out_path):
+        raise JobError(f"-o {out_path}: a {_kind(found[0][0])} input cannot be written as a {_kind(out_path)} file")
     tasks = []
     claimed: dict[Path, Path] = {}
     sources = {source.resolve() for source, _ in found}

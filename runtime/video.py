@@ -4,6 +4,7 @@ timestamps, audio streams copied unchanged, written to a temporary name and rena
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -123,9 +124,12 @@ def run_videos(
                 speed = progress.tasks[bar].speed
                 progress.update(bar, speed=f"{speed:.1f} frames/s" if speed else "")
 
+            started = time.perf_counter()
             try:
                 frames = stylize_video(Path(task.source), target, stylizer, batch_size, max_size, on_frames)
-                outcome = Outcome(task.source, task.target, "done", frames=frames)
+                outcome = Outcome(
+                    task.source, task.target, "done", seconds=time.perf_counter() - started, frames=frames
+                )
             except VideoError as exc:
                 outcome = Outcome(task.source, task.target, "failed", str(exc))
             except Exception as exc:  # PyAV, encoder or backend failures: this video fails, not the job

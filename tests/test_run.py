@@ -167,3 +167,13 @@ def test_format_in_capitals_and_an_output_folder_inside_the_input_folder(exporte
         assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.splitlines()[-1])["skipped"] == 1
     assert sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) == ["a.jpg", "styled/a.png"]
+
+
+def test_a_single_output_file_must_agree_with_the_input_and_format(exported_style, tmp_path):
+    _, model = exported_style
+    Image.fromarray(photo_like((16, 16), 1)).save(tmp_path / "x.png")
+    assert_one_line_error(run_cli(tmp_path / "x.png", "-o", tmp_path / "y.jpg", "--model", model, "--format", "png"),
+                          "disagree")  # fmt: skip
+    assert_one_line_error(run_cli(tmp_path / "x.png", "-o", tmp_path / "y.mp4", "--model", model), "image input")
+    ok = run_cli(tmp_path / "x.png", "-o", tmp_path / "y.jpeg", "--model", model, "--format", "jpg")
+    assert ok.exit_code == 0 and Image.open(tmp_path / "y.jpeg").format == "JPEG"
