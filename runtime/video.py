@@ -81,13 +81,30 @@ def stylize_video(
                             sink.mux(packet)
                     return len(frames)
 
+                # Nothing is muxed before the first video frame is seen: the container header (written at the first
+                # mux) must carry the input's display rotation, which only decoded frames report.
+                held_audio: list | None = []
+
+                def mux_audio(packet) -> None:
+                    packet.stream = audio_out[packet.stream.index]
+                    sink.mux(packet)
+
                 for packet in source_container.demux(video_in, *audio_in):
                     if packet.stream.type == "audio":
-                        if packet.dts is not None:
-                            packet.stream = audio_out[packet.stream.index]
-                            sink.mux(packet)
+                        if packet.dts is None:
+                            continue
+                        if held_audio is None:
+                            mux_audio(packet)
+                        else:
+                            held_audio.append(packet)
                         continue
                     for frame in packet.decode():
+                        if held_audio is not None:
+                            if frame.rotation:
+                                video_out.set_display_rotation(frame.rotation)
+                            for audio_packet in held_audio:
+                                mux_audio(audio_packet)
+                            held_audio = None
                         pending.append(frame)
                         if len(pending) == batch_size:
                             written += encode(pending)

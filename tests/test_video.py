@@ -10,11 +10,13 @@ from toolkit.cli import app
 av = pytest.importorskip("av")
 
 
-def make_clip(path, frames=12, fps=12, size=(48, 64), audio=True, pts=None, pix_fmt="yuv420p"):
+def make_clip(path, frames=12, fps=12, size=(48, 64), audio=True, pts=None, pix_fmt="yuv420p", rotation=0):
     """A short H.264 clip with an AAC sine track, made here."""
     with av.open(str(path), "w") as container:
         video = container.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = size[1], size[0], pix_fmt
+        if rotation:
+            video.set_display_rotation(rotation)
         sound = container.add_stream("aac", rate=44100, layout="mono") if audio else None
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(photo_like(size, seed=i), format="rgb24")
@@ -90,3 +92,17 @@ def test_variable_frame_timing_is_kept(exported_style, tmp_path):
     assert result.exit_code == 0, result.output
     source, out = describe(tmp_path / "vfr.mp4"), describe(tmp_path / "out.mp4")
     assert [p * out["time_base"] for p in out["pts"]] == [p * source["time_base"] for p in source["pts"]]
+
+
+def test_the_display_rotation_of_a_phone_video_is_kept(exported_style, tmp_path):
+    _, model = exported_style
+    make_clip(tmp_path / "phone.mp4", frames=4, rotation=90)
+    with av.open(str(tmp_path / "phone.mp4")) as container:
+        rotation = next(container.decode(video=0)).rotation
+    assert rotation != 0
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "phone.mp4"), "-o", str(tmp_path / "out.mp4"),
+                                      "--model", str(model)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == rotation
+    assert describe(tmp_path / "out.mp4")["audio"] == describe(tmp_path / "phone.mp4")["audio"]
