@@ -14,6 +14,7 @@ from PIL import Image
 from runtime.jobs import Outcome, Task
 from runtime.stylizer import Stylizer
 
+BT709, UNSPECIFIED = 1, 2  # AVColorSpace values
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 
@@ -65,6 +66,13 @@ def stylize_video(
                 video_out.width, video_out.height = width, height
                 # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4.
                 video_out.pix_fmt = "yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p"
+                # Players read untagged HD video as BT.709: tag the output like the input, and convert RGB to YUV
+                # with the input's matrix, so colours come out as they went in.
+                source_colors = video_in.codec_context
+                bt709 = source_colors.colorspace == BT709
+                if source_colors.colorspace != UNSPECIFIED:
+                    for tag in ("colorspace", "color_primaries", "color_trc"):
+                        setattr(video_out.codec_context, tag, getattr(source_colors, tag))
                 audio_out = {stream.index: sink.add_stream_from_template(stream) for stream in audio_in}
                 pending: list = []
 
@@ -75,7 +83,9 @@ def stylize_video(
                                   for a in arrays]  # fmt: skip
                     styled = stylizer.stylize_arrays(arrays, batch_size)
                     for frame, rgb in zip(frames, styled, strict=True):
-                        out = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                        out = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+                            format=video_out.pix_fmt, dst_colorspace="ITU709" if bt709 else None
+                        )
                         out.pts, out.time_base = frame.pts, frame.time_base
                         for packet in video_out.encode(out):
                             sink.mux(packet)

@@ -106,3 +106,30 @@ def test_the_display_rotation_of_a_phone_video_is_kept(exported_style, tmp_path)
     with av.open(str(tmp_path / "out.mp4")) as container:
         assert next(container.decode(video=0)).rotation == rotation
     assert describe(tmp_path / "out.mp4")["audio"] == describe(tmp_path / "phone.mp4")["audio"]
+
+
+def test_bt709_video_keeps_its_colour_tags_and_colours(exported_style, tmp_path):
+    _, model = exported_style
+    green = np.zeros((64, 96, 3), np.uint8)
+    green[..., 1] = 200
+    with av.open(str(tmp_path / "hd.mp4"), "w") as container:
+        video = container.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = 96, 64, "yuv420p"
+        video.codec_context.colorspace = video.codec_context.color_primaries = video.codec_context.color_trc = 1
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(green, format="rgb24").reformat(
+                format="yuv420p", dst_colorspace="ITU709"
+            )
+            frame.pts, frame.time_base = i, Fraction(1, 12)
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "hd.mp4"), "-o", str(tmp_path / "out.mp4"),
+                                      "--model", str(model), "--strength", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        frame = next(container.decode(video=0))
+    assert (frame.colorspace, frame.color_primaries, frame.color_trc) == (1, 1, 1)
+    as_709 = frame.reformat(format="rgb24", src_colorspace="ITU709").to_ndarray()
+    assert np.abs(as_709[8:-8, 8:-8].astype(int) - green[8:-8, 8:-8]).max() <= 4
