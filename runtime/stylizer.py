@@ -235,6 +235,16 @@ class Stylizer:
         the current one runs."""
         ready: queue.Queue = queue.Queue(maxsize=2)
         done = object()
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    ready.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False  # the consumer went away
 
         def produce():
             try:
@@ -242,20 +252,24 @@ class Stylizer:
                 for frame in frames:
                     batch.append(np.asarray(frame))
                     if len(batch) == batch_size:
-                        ready.put(batch)
+                        if not put(batch):
+                            return
                         batch = []
-                if batch:
-                    ready.put(batch)
-                ready.put(done)
+                if batch and not put(batch):
+                    return
+                put(done)
             except BaseException as exc:  # handed to the consumer, which raises it
-                ready.put(exc)
+                put(exc)
 
-        thread = threading.Thread(target=produce, daemon=True)
-        thread.start()
-        while (item := ready.get()) is not done:
-            if isinstance(item, BaseException):
-                raise item
-            yield from self._run_same_size(item)
+        self._producer = threading.Thread(target=produce, daemon=True)
+        self._producer.start()
+        try:
+            while (item := ready.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield from self._run_same_size(item)
+        finally:
+            stop.set()  # a consumer that stops early releases the producer (and the frame source)
 
     def close(self) -> None:
         self.backend.close()

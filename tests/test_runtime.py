@@ -153,3 +153,19 @@ def test_an_engine_built_from_an_earlier_onnx_is_passed_over(model_files, tmp_pa
     stylizer = Stylizer.load(onnx_copy)
     assert stylizer.backend_name == "onnxruntime"
     assert "style.engine was built from an earlier style.onnx; rebuild it with toolkit export" in stylizer.notes[0]
+
+
+def test_a_stream_left_early_releases_its_reader_thread(model_files):
+    import itertools
+    import time
+
+    _, onnx_path = model_files
+    stylizer = Stylizer.load(onnx_path)
+    frames = (np.full((16, 16, 3), i % 255, np.uint8) for i in itertools.count())  # endless
+    stream = stylizer.stream(frames)
+    assert next(stream).shape == (16, 16, 3)
+    stream.close()
+    deadline = time.time() + 5
+    while stylizer._producer.is_alive() and time.time() < deadline:
+        time.sleep(0.05)
+    assert not stylizer._producer.is_alive()
