@@ -65,7 +65,7 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
             if image.width * image.height > max_pixels:
                 raise too_large
             image.load()
-            return _photo(image)
+            return photo_from_pil(image)
     except Image.DecompressionBombError:  # Pillow's own, lower, limit
         raise too_large from None
     except UnidentifiedImageError:
@@ -75,7 +75,8 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
         raise ImageError(f"{name}: cannot decode image ({detail}); the file may be truncated or corrupt") from None
 
 
-def _photo(image: Image.Image) -> Photo:
+def photo_from_pil(image: Image.Image) -> Photo:
+    """A decoded PIL image as a Photo: upright 8-bit RGB, alpha split off, ICC and EXIF kept."""
     source_format = image.format
     icc = image.info.get("icc_profile")
     try:

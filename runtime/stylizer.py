@@ -160,6 +160,10 @@ class Stylizer:
             return np.asarray(Image.fromarray(out).resize((w, h), Image.Resampling.LANCZOS))
         return out[:h, :w]
 
+    def model_input(self, images: list[np.ndarray]) -> np.ndarray:
+        """Equally sized H×W×3 uint8 RGB images as the batch the backend takes (resized/padded, laid out, typed)."""
+        return self._to_model(np.stack([self._fit(image) for image in images]))
+
     def _to_model(self, batch: np.ndarray) -> np.ndarray:
         c = self.contract
         if c.channels == "BGR":
@@ -182,8 +186,7 @@ class Stylizer:
         step = self.contract.max_batch or len(images)
         if len(images) > step:  # a model with a fixed batch size takes the images a few at a time
             return [out for i in range(0, len(images), step) for out in self._run_same_size(images[i : i + step])]
-        fitted = np.stack([self._fit(image) for image in images])
-        outputs = self._from_model(self.backend.run(self._to_model(fitted)))
+        outputs = self._from_model(self.backend.run(self.model_input(images)))
         return [self._finish(image, out) for image, out in zip(images, outputs, strict=True)]
 
     def _finish(self, original: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -222,9 +225,9 @@ class Stylizer:
         return self.stylize_arrays([array])[0]
 
     def _stylize_pil(self, image: Image.Image) -> Image.Image:
-        from runtime.images import Photo, _photo
+        from runtime.images import Photo, photo_from_pil
 
-        photo: Photo = _photo(image)
+        photo: Photo = photo_from_pil(image)
         rgb = self.stylize_arrays([photo.rgb])[0]
         if photo.alpha is not None:
             return Image.fromarray(np.dstack([rgb, photo.alpha]), "RGBA")

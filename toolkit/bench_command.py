@@ -50,7 +50,7 @@ def bench(
             with Stylizer.load(source, backend=backend, device=device) as stylizer:
                 for name, (h, w) in cells:
                     frames = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
-                    model_input = stylizer._to_model(np.stack([stylizer._fit(f) for f in frames]))
+                    model_input = stylizer.model_input(list(frames))
                     times = measure(stylizer.backend.run, model_input, max_seconds=max_seconds)
                     gflop = _gflop(generator, h, w)
                     row = summarize(backend, name, (h, w), batch, times, gflop, sgemm)
