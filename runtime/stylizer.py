@@ -101,6 +101,27 @@ def open_backend(
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
 
 
+def _with_tiles(backend: Backend, tile: str | int, notes: list[str]) -> Backend:
+    from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, TiledBackend, TilingUnavailable
+
+    if tile == "auto":
+        side, above = DEFAULT_TILE, DEFAULT_TILE_ABOVE
+    else:
+        try:
+            side = int(tile)
+        except ValueError:
+            raise ModelError(f"tile must be auto, off or a tile side in pixels, not {tile!r}") from None
+        above = side * side
+    try:
+        return TiledBackend.wrap(backend, side, above)
+    except TilingUnavailable as exc:
+        if tile != "auto":
+            raise ModelError(f"--tile {tile}: {exc}") from None
+        return backend  # foreign and fixed-size models simply run whole
+    except ValueError as exc:
+        raise ModelError(f"--tile {tile}: {exc}") from None
+
+
 def _mirror_to(image: np.ndarray, size: int, axis: int) -> np.ndarray:
     """Mirror the end of `axis` until it is `size` long, as train.padding does inside the generators (repeated
     reflection, so tiny images come out exactly as the PyTorch model gives them)."""
@@ -132,11 +153,18 @@ class Stylizer:
         device: str | None = None,
         strength: float = 1.0,
         preserve_color: bool = False,
+        tile: str | int = "auto",
     ) -> Stylizer:
         """`model`: a .onnx/.engine/.safetensors path, a bundled style's name, or None for the default style.
         `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
-        available), "cpu" or "cuda"."""
+        available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
+        with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
+        runs every image whole."""
         chosen, notes = open_backend(model, backend, device)
+        if tile != "off" and chosen.name == "onnxruntime":
+            chosen = _with_tiles(chosen, tile, notes)
+        elif tile not in ("off", "auto"):
+            notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")
         return cls(chosen, strength, preserve_color, notes)
 
     @property

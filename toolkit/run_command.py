@@ -27,6 +27,9 @@ def run(
     format: str = typer.Option(None, "--format", help="Output image format (default: the input's)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per output, then a summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    tile: str = typer.Option(
+        "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime); N: tiles of N px; off."
+    ),
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
@@ -39,7 +42,7 @@ def run(
             raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
-        stylizer = Stylizer.load(model, backend, device, strength, preserve_color)
+        stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
     for note in stylizer.notes:
         stderr.print(f"note: {note}", markup=False)
 

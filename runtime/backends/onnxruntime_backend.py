@@ -32,6 +32,7 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = threads or os.cpu_count() or 1
         options.log_severity_level = 3
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if use_cuda else ["CPUExecutionProvider"]
+        self.path, self._options, self._providers = path, options, providers
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
@@ -52,6 +53,12 @@ class OnnxRuntimeBackend(Backend):
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         if isinstance(batch_dim, int) and batch_dim > 0:
             self.contract = dataclasses.replace(self.contract, max_batch=batch_dim)
+
+    def session_like(self, model_bytes: bytes):
+        """Another session with this one's options and providers (for graphs derived from this model)."""
+        import onnxruntime as ort
+
+        return ort.InferenceSession(model_bytes, self._options, providers=self._providers)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.contract.output_name], {self.contract.input_name: batch})[0]

@@ -1,0 +1,248 @@
+"""Very large photos in tiles, without seams, with instance norm's statistics shared by every tile.
+
+Instance norm normalizes each feature map by its mean and variance over the whole image, so running tiles
+independently would give each tile its own statistics and a visible seam at every tile border. Here the
+statistics of every instance-norm layer are measured once, on a downscaled copy of the photo (the "thumbnail
+instance normalization" of Chen et al., AAAI 2022), and every tile is normalized with them. With the statistics
+fixed the network is a plain convolutional network, so overlapping the tiles by its receptive field makes the tiled
+output equal to the untiled one; the approximation is only that the statistics come from the thumbnail.
+
+Two graphs are derived from the exported ONNX model, in memory, with the `onnx` package:
+- the stats graph: the model up to its last instance norm, outputting every layer's per-channel mean and variance
+  (N×S, float32);
+- the tile graph: the model with each InstanceNormalization replaced by (x − mean) / sqrt(var + ε) · scale + bias,
+  taking the N×S statistics as a second input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from runtime.backends.base import Backend
+
+STATS = "tile_stats"
+# How far (in input pixels) one output pixel sees, rounded up to a multiple of 4. Johnson: 9×9 conv (4), two stride-2
+# 3×3 convs (1 + 2), ten 3×3 convs at 1/4 scale (40), two 3×3 convs after upsampling (2 + 1), 9×9 conv (4) = 54.
+# Texture net: three 3×3 convs at 1/32 after 32×32 average pooling, then three more at each finer scale ≈ 220.
+RECEPTIVE_MARGIN = {"johnson": 56, "texture": 256}
+# Tiles start on multiples of the network's total downsampling, so that every tile sees the same pooling and
+# strided-convolution grid as the whole image.
+ALIGN = {"johnson": 4, "texture": 32}
+DEFAULT_TILE = 768  # side of the part of each tile that is kept
+DEFAULT_TILE_ABOVE = 4_000_000  # pixels; smaller images run whole (exact statistics)
+DEFAULT_STATS_PIXELS = 2_000_000  # the thumbnail the statistics are measured on
+
+
+class TilingUnavailable(Exception):
+    """This model cannot be run in tiles; the message says why."""
+
+
+def _opset(model) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _instance_norms(model) -> list:
+    nodes = [n for n in model.graph.node if n.op_type == "InstanceNormalization" and n.domain in ("", "ai.onnx")]
+    if not nodes:
+        raise TilingUnavailable("the model has no InstanceNormalization node")
+    if _opset(model) < 18:
+        raise TilingUnavailable(f"opset {_opset(model)} < 18 (re-export the model with `toolkit export`)")
+    return nodes
+
+
+def _channels(model, node) -> int:
+    inits = {init.name: init for init in model.graph.initializer}
+    scale = inits.get(node.input[1])
+    if scale is None or len(scale.dims) != 1:
+        raise TilingUnavailable(f"InstanceNormalization {node.name!r} has no constant 1-D scale")
+    return int(scale.dims[0])
+
+
+def _prune(graph, outputs: list[str]) -> None:
+    """Drop the nodes that the graph's outputs do not need."""
+    needed, keep = set(outputs), []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            keep.append(node)
+            needed.update(i for i in node.input if i)
+    kept = list(reversed(keep))
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {i for n in graph.node for i in n.input}
+    initializers = [init for init in graph.initializer if init.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def stats_layout(model) -> list[int]:
+    """Channels of each instance norm, in graph order: the stats vector is [mean_1, var_1, mean_2, var_2, …]."""
+    return [_channels(model, node) for node in _instance_norms(model)]
+
+
+def _measure(xs: list[str], output: str) -> list:
+    """Nodes that concatenate each tensor's per-channel mean and variance over H×W into `output` (N×S)."""
+    from onnx import helper
+
+    parts, nodes = [], []
+    for k, x in enumerate(xs):
+        p = f"{output}_{k}"
+        nodes += [
+            helper.make_node("ReduceMean", [x, "tile_axes_hw"], [f"{p}_mean4"], keepdims=1),
+            helper.make_node("Sub", [x, f"{p}_mean4"], [f"{p}_centered"]),
+            helper.make_node("Mul", [f"{p}_centered", f"{p}_centered"], [f"{p}_squared"]),
+            helper.make_node("ReduceMean", [f"{p}_squared", "tile_axes_hw"], [f"{p}_var4"], keepdims=1),
+            helper.make_node("Squeeze", [f"{p}_mean4", "tile_axes_hw"], [f"{p}_mean"]),
+            helper.make_node("Squeeze", [f"{p}_var4", "tile_axes_hw"], [f"{p}_var"]),
+        ]
+        parts += [f"{p}_mean", f"{p}_var"]
+    nodes.append(helper.make_node("Concat", parts, [output], axis=1))
+    return nodes
+
+
+def stats_graph(model_bytes: bytes) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(model_bytes)
+    norms = _instance_norms(model)
+    stats_layout(model)
+    graph = model.graph
+    graph.initializer.append(helper.make_tensor("tile_axes_hw", TensorProto.INT64, [2], [2, 3]))
+    graph.node.extend(_measure([node.input[0] for node in norms], STATS))  # last, so that every X exists
+    del graph.output[:]
+    graph.output.append(helper.make_tensor_value_info(STATS, TensorProto.FLOAT, ["N", "S"]))
+    _prune(graph, [STATS])
+    return model.SerializeToString()
+
+
+def tile_graph(model_bytes: bytes) -> bytes:
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load_from_string(model_bytes)
+    _instance_norms(model)
+    graph = model.graph
+    consts = [
+        helper.make_tensor("tile_axes_1", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("tile_axes_hw", TensorProto.INT64, [2], [2, 3]),
+        helper.make_tensor("tile_axes_0hw", TensorProto.INT64, [3], [0, 2, 3]),
+    ]
+    graph.initializer.extend(consts)
+    rebuilt, offset, k = [], 0, -1
+    for node in list(graph.node):
+        if node.op_type != "InstanceNormalization" or node.domain not in ("", "ai.onnx"):
+            rebuilt.append(node)
+            continue
+        k += 1
+        channels = _channels(model, node)
+        eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+        bounds = [(f"tile_mean_at_{k}", offset), (f"tile_var_at_{k}", offset + channels)]
+        for name, start in bounds:
+            graph.initializer.append(helper.make_tensor(f"{name}_s", TensorProto.INT64, [1], [start]))
+            graph.initializer.append(helper.make_tensor(f"{name}_e", TensorProto.INT64, [1], [start + channels]))
+        graph.initializer.append(helper.make_tensor(f"tile_eps_{k}", TensorProto.FLOAT, [], [eps]))
+        x, scale, bias = node.input[0], node.input[1], node.input[2]
+        p = f"tile_norm_{k}"
+        rebuilt += [
+            helper.make_node("Slice", [STATS, f"tile_mean_at_{k}_s", f"tile_mean_at_{k}_e", "tile_axes_1"],
+                             [f"{p}_mean2"], name=f"{p}_a"),
+            helper.make_node("Unsqueeze", [f"{p}_mean2", "tile_axes_hw"], [f"{p}_mean"], name=f"{p}_b"),
+            helper.make_node("Slice", [STATS, f"tile_var_at_{k}_s", f"tile_var_at_{k}_e", "tile_axes_1"],
+                             [f"{p}_var2"], name=f"{p}_c"),
+            helper.make_node("Unsqueeze", [f"{p}_var2", "tile_axes_hw"], [f"{p}_var"], name=f"{p}_d"),
+            helper.make_node("Add", [f"{p}_var", f"tile_eps_{k}"], [f"{p}_vareps"], name=f"{p}_e"),
+            helper.make_node("Sqrt", [f"{p}_vareps"], [f"{p}_std"], name=f"{p}_f"),
+            helper.make_node("Sub", [x, f"{p}_mean"], [f"{p}_centered"], name=f"{p}_g"),
+            helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"], name=f"{p}_h"),
+            helper.make_node("Unsqueeze", [scale, "tile_axes_0hw"], [f"{p}_scale"], name=f"{p}_i"),
+            helper.make_node("Mul", [f"{p}_normed", f"{p}_scale"], [f"{p}_scaled"], name=f"{p}_j"),
+            helper.make_node("Unsqueeze", [bias, "tile_axes_0hw"], [f"{p}_bias"], name=f"{p}_k"),
+        ]  # fmt: skip
+        rebuilt.append(helper.make_node("Add", [f"{p}_scaled", f"{p}_bias"], list(node.output), name=f"{p}_out"))
+        offset += 2 * channels
+    del graph.node[:]
+    graph.node.extend(rebuilt)
+    graph.input.append(helper.make_tensor_value_info(STATS, TensorProto.FLOAT, ["N", offset]))
+    return model.SerializeToString()
+
+
+def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(start, stop) of each kept part and (start, stop) of the tile run for it, along one axis (`core` and
+    `margin` are multiples of the network's downsampling, so every start is too)."""
+    spans = []
+    for start in range(0, length, core):
+        stop = min(length, start + core)
+        spans.append((start, stop, max(0, start - margin), min(length, stop + margin)))
+    return spans
+
+
+class TiledBackend(Backend):
+    """Wraps an ONNX Runtime backend: images above `tile_above` pixels run in tiles with thumbnail statistics."""
+
+    def __init__(self, inner, arch: str, tile: int = DEFAULT_TILE, tile_above: int = DEFAULT_TILE_ABOVE,
+                 stats_pixels: int = DEFAULT_STATS_PIXELS):  # fmt: skip
+        c = inner.contract
+        if (c.layout, c.dtype) != ("NHWC", "uint8") or c.fixed_size:
+            raise TilingUnavailable("only models with uint8 N×H×W×3 input of any size (our exports) run in tiles")
+        if arch not in RECEPTIVE_MARGIN:
+            raise TilingUnavailable(f"unknown receptive field for arch {arch!r}")
+        if tile < 64 or tile % ALIGN[arch]:
+            raise ValueError(f"the tile side must be a multiple of {ALIGN[arch]} ({arch}), at least 64, not {tile}")
+        self.inner, self.name, self.contract, self.device = inner, inner.name, c, inner.device
+        self.tile, self.tile_above, self.stats_pixels = tile, tile_above, stats_pixels
+        self.margin = RECEPTIVE_MARGIN[arch]
+        self._sessions = None
+
+    @property
+    def session(self):
+        return self.inner.session
+
+    @classmethod
+    def wrap(cls, inner, tile: int = DEFAULT_TILE, tile_above: int = DEFAULT_TILE_ABOVE) -> TiledBackend:
+        meta = inner.session.get_modelmeta().custom_metadata_map
+        return cls(inner, meta.get("arch", ""), tile, tile_above)
+
+    def _open(self):
+        if self._sessions is None:
+            try:
+                import onnx  # noqa: F401
+            except ImportError:
+                raise TilingUnavailable("tiling needs the onnx package (pip install onnx)") from None
+            data = Path(self.inner.path).read_bytes()
+            self._sessions = (self.inner.session_like(stats_graph(data)), self.inner.session_like(tile_graph(data)))
+        return self._sessions
+
+    def stats(self, batch: np.ndarray) -> np.ndarray:
+        """Every instance norm's mean and variance, measured on a thumbnail of each image (N×S float32)."""
+        _, h, w, _ = batch.shape
+        scale = min(1.0, (self.stats_pixels / (h * w)) ** 0.5)
+        size = (max(self.contract.min_size, round(w * scale)), max(self.contract.min_size, round(h * scale)))
+        thumbs = np.stack(
+            [np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in batch]
+        )
+        stats_session, _ = self._open()
+        return stats_session.run(None, {stats_session.get_inputs()[0].name: thumbs})[0]
+
+    def run_tiles(self, batch: np.ndarray, stats: np.ndarray) -> np.ndarray:
+        _, tile_session = self._open()
+        name = tile_session.get_inputs()[0].name
+        _, h, w, _ = batch.shape
+        out = np.empty_like(batch)
+        for y0, y1, ys, ye in _spans(h, self.tile, self.margin):
+            for x0, x1, xs, xe in _spans(w, self.tile, self.margin):
+                part = np.ascontiguousarray(batch[:, ys:ye, xs:xe])
+                result = tile_session.run(None, {name: part, STATS: stats})[0]
+                out[:, y0:y1, x0:x1] = result[:, y0 - ys : y1 - ys, x0 - xs : x1 - xs]
+        return out
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[1] * batch.shape[2] <= self.tile_above:
+            return self.inner.run(batch)
+        return self.run_tiles(batch, self.stats(batch))
+
+    def close(self) -> None:
+        self._sessions = None
+        self.inner.close()

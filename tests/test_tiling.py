@@ -1,0 +1,143 @@
+"""Large photos in tiles: instance-norm statistics shared by every tile, and no seam."""
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from export.pipeline import export_model
+from runtime import ModelError, Stylizer
+from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+from runtime.tiling import RECEPTIVE_MARGIN, TiledBackend, stats_graph, stats_layout, tile_graph
+from tests.helpers import assert_one_line_error, photo_like
+from tests.test_export import trained_model
+from toolkit.cli import app
+
+
+@pytest.fixture(scope="module", params=["johnson", "texture"])
+def model(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"tiles-{request.param}")
+    path, _ = trained_model(root / "run", request.param, "instance")
+    export_model(path, root, name="m", check=False, engine=False)
+    return request.param, root / "m.onnx"
+
+
+def test_the_derived_graphs_are_valid_and_the_stats_match_the_layers(model):
+    _, path = model
+    data = path.read_bytes()
+    for derived in (stats_graph(data), tile_graph(data)):
+        onnx.checker.check_model(onnx.load_from_string(derived), full_check=True)
+    channels = stats_layout(onnx.load(str(path)))
+    inner = OnnxRuntimeBackend(path, "cpu")
+    stats = TiledBackend.wrap(inner).stats(photo_like((70, 90), 1)[None])
+    assert stats.shape == (1, 2 * sum(channels))
+    first_mean, first_var = stats[0, : channels[0]], stats[0, channels[0] : 2 * channels[0]]
+    assert np.all(first_var > 0) and np.any(np.abs(first_mean) > 1e-3)
+
+
+def test_tiles_with_the_images_own_statistics_give_the_models_output(model):
+    arch, path = model
+    inner = OnnxRuntimeBackend(path, "cpu")
+    tiled = TiledBackend(inner, arch, tile=64, tile_above=0)
+    tiled.stats_pixels = 10**9  # "thumbnail" = the image itself: the statistics are exact
+    batch = np.stack([photo_like((150, 230), 2), photo_like((150, 230), 3)])
+    expected = inner.run(batch)
+    out = tiled.run(batch)
+    assert out.shape == batch.shape
+    assert np.abs(out.astype(int) - expected).max() <= 1
+
+
+def test_no_seam_tiled_equals_one_tile_with_the_same_statistics(model):
+    arch, path = model
+    inner = OnnxRuntimeBackend(path, "cpu")
+    image = photo_like((197, 262), 4)[None]  # sides that are not multiples of the tile or of 4
+    small = TiledBackend(inner, arch, tile=64, tile_above=0)
+    stats = small.stats(image)
+    tiled = small.run_tiles(image, stats)
+    whole = TiledBackend(inner, arch, tile=4096, tile_above=0).run_tiles(image, stats)
+    diff = np.abs(tiled.astype(int) - whole)
+    assert diff.max() <= 1
+    for border in (64, 128, 192):  # the columns and rows on either side of each tile border
+        assert diff[:, :, border - 1 : border + 1].max() <= 1 and diff[:, border - 1 : border + 1].max() <= 1
+
+
+def test_the_margin_covers_the_receptive_field(model):
+    arch, path = model
+    inner = OnnxRuntimeBackend(path, "cpu")
+    tiled = TiledBackend(inner, arch, tile=4096, tile_above=0)
+    image = photo_like((2 * RECEPTIVE_MARGIN[arch] + 40, 2 * RECEPTIVE_MARGIN[arch] + 40), 6)[None]
+    stats = tiled.stats(image)
+    changed = image.copy()
+    centre = image.shape[1] // 2
+    changed[0, centre, centre] = 255 - changed[0, centre, centre]
+    moved = np.argwhere(np.abs(tiled.run_tiles(changed, stats).astype(int) - tiled.run_tiles(image, stats)) > 1)
+    assert len(moved)  # the pixel matters …
+    reach = np.abs(moved[:, 1:3] - centre).max()
+    assert reach <= RECEPTIVE_MARGIN[arch]  # … only within the margin
+
+
+def test_small_images_run_whole_and_large_ones_in_tiles(model, monkeypatch):
+    _, path = model
+    with Stylizer.load(path, backend="onnxruntime", device="cpu") as stylizer:
+        assert isinstance(stylizer.backend, TiledBackend)
+        calls = []
+        monkeypatch.setattr(stylizer.backend, "run_tiles", lambda b, s: calls.append(b.shape) or b)
+        stylizer(photo_like((70, 90), 1))
+        assert calls == []
+        stylizer.backend.tile_above = 70 * 90 - 1
+        stylizer(photo_like((70, 90), 1))
+        assert calls == [(1, 70, 90, 3)]
+
+
+def test_tile_option_is_checked(model, tmp_path):
+    arch, path = model
+    with Stylizer.load(path, device="cpu", tile="off") as stylizer:
+        assert not isinstance(stylizer.backend, TiledBackend)
+    with Stylizer.load(path, device="cpu", tile="128") as stylizer:
+        assert (stylizer.backend.tile, stylizer.backend.tile_above) == (128, 128 * 128)
+    if arch == "texture":  # 32× average pooling: tiles must start on its grid
+        with pytest.raises(ModelError, match="--tile 100: the tile side must be a multiple of 32"):
+            Stylizer.load(path, device="cpu", tile="100")
+    else:
+        Stylizer.load(path, device="cpu", tile="100").close()
+    from PIL import Image
+
+    Image.fromarray(photo_like((20, 20), 1)).save(tmp_path / "x.png")
+    for bad in ("big", "30", "66"):
+        with pytest.raises(ModelError, match=f"--tile {bad}|tile must be"):
+            Stylizer.load(path, device="cpu", tile=bad)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
+                                      str(path), "--tile", "big"])  # fmt: skip
+    assert result.exit_code != 0
+
+
+def test_toolkit_run_in_tiles_matches_whole_runs(model, tmp_path):
+    from PIL import Image
+
+    _, path = model
+    Image.fromarray(photo_like((300, 260), 7)).save(tmp_path / "p.png")
+    for tile in ("off", "128"):
+        result = CliRunner().invoke(app, ["run", str(tmp_path / "p.png"), "-o", str(tmp_path / tile), "--model",
+                                          str(path), "--tile", tile, "--quiet"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    whole = np.asarray(Image.open(tmp_path / "off" / "p.png")).astype(int)
+    tiled = np.asarray(Image.open(tmp_path / "128" / "p.png")).astype(int)
+    assert np.abs(whole - tiled).mean() < 3  # close: statistics from a thumbnail of the 78 kpx image (it fits)
+
+
+def test_a_fixed_size_foreign_model_cannot_be_tiled(tmp_path):
+    import onnx.helper as h
+    from onnx import TensorProto
+
+    x = h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "f.onnx")
+    from PIL import Image
+
+    Image.fromarray(photo_like((20, 20), 1)).save(tmp_path / "x.png")
+    with Stylizer.load(tmp_path / "f.onnx", device="cpu") as stylizer:  # auto: runs whole
+        assert not isinstance(stylizer.backend, TiledBackend)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
+                                      str(tmp_path / "f.onnx"), "--tile", "64"])  # fmt: skip
+    assert_one_line_error(result, "--tile 64: only models with uint8")
