@@ -1,0 +1,79 @@
+"""The styles that ship in runtime/styles/: present, recorded, exact on the CPU, and instance-normalized."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import onnx
+import pytest
+
+from runtime.bundled import DEFAULT_STYLE, bundled_styles
+from runtime.stylizer import Stylizer
+from tests.helpers import photo_like
+
+STYLES = bundled_styles()
+NAMES = [style.name for style in STYLES]
+
+
+def test_at_least_three_styles_ship_and_the_default_is_one_of_them():
+    assert len(STYLES) >= 3
+    assert DEFAULT_STYLE in NAMES
+
+
+@pytest.mark.parametrize("style", STYLES, ids=NAMES)
+def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance(style):
+    size = style.path.stat().st_size
+    assert 1_000_000 < size < 3_000_000
+    model = onnx.load(str(style.path))
+    ops = {node.op_type for node in model.graph.node}
+    assert "InstanceNormalization" in ops and "BatchNormalization" not in ops
+    floats = {init.data_type for init in model.graph.initializer} - {onnx.TensorProto.INT64}
+    assert floats == {onnx.TensorProto.FLOAT}
+    record = style.provenance
+    training = record["training"]
+    assert training["steps"] >= 1000 and training["wall_seconds"] > 0
+    assert "toolkit train" in training["command"] and "--norm" not in training["command"]
+    assert training["data"].startswith("16 photos")
+    assert {"content", "style", "tv"} <= set(training["final_losses"])
+    assert record["machine"] and record["style_image"]
+
+
+@pytest.mark.parametrize("style", STYLES, ids=NAMES)
+def test_each_style_runs_on_any_size_and_ignores_the_photos_contrast(style):
+    with Stylizer.load(style.name, backend="onnxruntime", device="cpu") as stylizer:
+        for shape in [(1, 1), (7, 13), (67, 93)]:
+            assert stylizer(photo_like(shape, 3)).shape == (*shape, 3)
+        photo = photo_like((96, 128), 5)
+        styled = stylizer(photo).astype(np.float32)
+        dull = stylizer(np.rint(photo * 0.5 + 64).astype(np.uint8)).astype(np.float32)
+    assert np.abs(styled - photo).mean() > 20  # it changes the photo
+    assert np.abs(styled - dull).mean() < 3  # but not with the photo's contrast: instance norm at test time
+
+
+def test_the_first_run_needs_neither_torch_nor_a_download(tmp_path):
+    script = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network used')\n"
+        "socket.socket.connect = refuse\n"
+        "from toolkit.cli import app\n"
+        f"app(['demo', {str(tmp_path / 'demo')!r}])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    for name in NAMES:
+        assert len(list((tmp_path / "demo" / name).glob("*.jpg"))) == 4
+    assert (tmp_path / "demo" / "contact-sheet.jpg").stat().st_size > 10_000
+
+
+def test_the_wheel_carries_the_styles_and_their_records(tmp_path):
+    root = STYLES[0].path.parents[2]
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*command, str(root)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in NAMES:
+        assert {f"runtime/styles/{name}.onnx", f"runtime/styles/{name}.json"} <= names
+    assert json.loads(zipfile.ZipFile(wheel).read(f"runtime/styles/{DEFAULT_STYLE}.json"))["training"]["steps"]
