@@ -38,7 +38,12 @@ print(json.dumps({{"seconds": seconds, "peak_rss_mib": resource.getrusage(resour
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="mosaic")
+    parser.add_argument(
+        "--model",
+        default="mosaic",
+        help="A bundled style, a .onnx file, or `bench`: the "
+        "full-width pytorch/examples TransformerNet with random weights (as toolkit bench uses).",
+    )
     parser.add_argument("--photo", type=Path, default=REPO.parent / "shared" / "assets" / "content" / "Landscape_3.jpg")
     parser.add_argument("--size", default="4000x3000", help="W×H the photo is resized to.")
     parser.add_argument("--modes", default="off,auto,512")
@@ -52,6 +57,11 @@ def main() -> None:
     results, outputs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         np.save(f"{tmp}/in.npy", rgb)
+        if args.model == "bench":
+            sys.path.insert(0, str(REPO / "benchmarks"))
+            from cpu_tuning import make_model
+
+            args.model = str(make_model(Path(tmp)) / "bench.onnx")
         for mode in args.modes.split(","):
             code = WORKER.format(
                 repo=str(REPO), src=f"{tmp}/in.npy", dst=f"{tmp}/{mode}.npy", model=args.model, tile=mode
@@ -60,7 +70,8 @@ def main() -> None:
             results[mode] = json.loads(done.stdout.strip().splitlines()[-1])
             outputs[mode] = np.load(f"{tmp}/{mode}.npy").astype(np.float32)
             print(f"  {mode}: {results[mode]}", flush=True)
-    print(f"\n{args.photo.name} resized to {w}×{h}, model {args.model}, ONNX Runtime CPU\n")
+    model = "bench (full-width TransformerNet)" if args.model.endswith("bench.onnx") else args.model
+    print(f"\n{args.photo.name} resized to {w}×{h}, model {model}, ONNX Runtime CPU\n")
     print("| --tile | seconds | peak RSS | mean abs diff to whole | max | PSNR | border step / elsewhere |")
     print("|---|---|---|---|---|---|---|")
     whole = outputs.get("off")
