@@ -167,6 +167,17 @@ class Stylizer:
             notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")
         return cls(chosen, strength, preserve_color, notes)
 
+    @classmethod
+    def remote(cls, url: str, model_name: str = "stylize", strength: float = 1.0, preserve_color: bool = False):
+        """A Stylizer whose model runs on a Triton server (`toolkit serve`, or Triton with a `--triton` repository);
+        reading, resizing, blending and writing stay here."""
+        from runtime.backends.triton_backend import TritonBackend
+
+        try:
+            return cls(TritonBackend(url, model_name), strength, preserve_color)
+        except (BackendUnavailable, ValueError) as exc:
+            raise ModelError(str(exc)) from None
+
     @property
     def backend_name(self) -> str:
         return self.backend.name

@@ -11,6 +11,7 @@ from toolkit.export_command import export
 from toolkit.optimize_command import optimize
 from toolkit.run_command import run
 from toolkit.sample_data import sample_data
+from toolkit.serve_command import serve
 from toolkit.styles_command import styles
 from toolkit.train_command import train
 
@@ -43,7 +44,12 @@ app.command("styles")(styles)
 app.command("demo")(demo)
 app.command("optimize", no_args_is_help=True)(optimize)
 app.command("bench")(bench)
+app.command("serve")(serve)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

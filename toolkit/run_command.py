@@ -27,6 +27,10 @@ def run(
     format: str = typer.Option(None, "--format", help="Output image format (default: the input's)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per output, then a summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    server: str = typer.Option(
+        None, "--server", help="Run the model on a Triton server (host:port, HTTP) instead of here."
+    ),
+    model_name: str = typer.Option("stylize", "--model-name", help="The model's name on the --server."),
     tile: str = typer.Option(
         "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime); N: tiles of N px; off."
     ),
@@ -42,7 +46,12 @@ def run(
             raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
-        stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
+        if server:
+            if model or backend != "auto" or device:
+                raise JobError("--server runs the server's model: drop --model, --backend and --device")
+            stylizer = Stylizer.remote(server, model_name, strength, preserve_color)
+        else:
+            stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
     for note in stylizer.notes:
         stderr.print(f"note: {note}", markup=False)
 

@@ -1,0 +1,76 @@
+"""Serve a Stylizer as a Triton Inference Server model (PyTriton: a real tritonserver from a pip wheel).
+
+Same tensors as the model repository that `toolkit export --triton` writes: `image` uint8 N×H×W×3 in, `stylized`
+uint8 N×H×W×3 out, any H and W; so a client cannot tell this server from NVIDIA's container serving that
+repository. Triton's dynamic batcher merges only requests of the same shape; clients send images grouped by size.
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+import tempfile
+from collections.abc import Callable
+
+import numpy as np
+
+from runtime.stylizer import Stylizer
+
+INPUT, OUTPUT = "image", "stylized"
+
+
+def _with_own_libpython() -> None:
+    """The server's Python-backend stub loads libpython through the dynamic linker: make it find the running
+    interpreter's own library first (a different libpython 3.11 on the system breaks the stub at load time)."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    current = os.environ.get("LD_LIBRARY_PATH", "")
+    if libdir and libdir not in current.split(":"):
+        os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{current}" if current else libdir
+
+
+def _stop_on_signals() -> None:
+    """SIGINT and SIGTERM both stop the server cleanly (a shell's `cmd &` starts it with SIGINT ignored, and a bare
+    SIGTERM would orphan tritonserver and leak its shared memory)."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+
+
+def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", port: int = 8000,
+          max_batch: int = 8, on_ready: Callable[[], None] = lambda: None) -> None:  # fmt: skip
+    """Run until interrupted (Ctrl-C / SIGINT); HTTP on `port`, gRPC on `port` + 1, metrics on `port` + 2."""
+    try:
+        from pytriton.decorators import batch
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig
+    except ImportError:
+        raise RuntimeError("toolkit serve needs PyTriton (pip install 'fast-style-toolkit[serve]')") from None
+
+    @batch
+    def infer(image: np.ndarray) -> dict[str, np.ndarray]:
+        return {OUTPUT: np.stack(stylizer.stylize_arrays(list(image), batch_size=max_batch))}
+
+    _stop_on_signals()
+    _with_own_libpython()
+    config = TritonConfig(
+        http_address=host, http_port=port, grpc_address=host, grpc_port=port + 1, metrics_address=host,
+        metrics_port=port + 2, allow_gpu_metrics=False, exit_timeout_secs=5,
+    )  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory(prefix="toolkit-serve-") as workspace,
+        Triton(config=config, workspace=os.path.join(workspace, "w")) as triton,
+    ):
+        triton.bind(
+                model_name=name, infer_func=infer,
+                inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+                outputs=[Tensor(name=OUTPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+                config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)),
+                strict=True,
+            )  # fmt: skip
+        triton.run()
+        on_ready()
+        triton.serve()
