@@ -65,12 +65,12 @@ def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", po
         Triton(config=config, workspace=os.path.join(workspace, "w")) as triton,
     ):
         triton.bind(
-                model_name=name, infer_func=infer,
-                inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(-1, -1, 3))],
-                outputs=[Tensor(name=OUTPUT, dtype=np.uint8, shape=(-1, -1, 3))],
-                config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)),
-                strict=True,
-            )  # fmt: skip
+            model_name=name, infer_func=infer,
+            inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+            outputs=[Tensor(name=OUTPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+            config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)),
+            strict=True,
+        )  # fmt: skip
         triton.run()
         on_ready()
         triton.serve()
