@@ -31,6 +31,10 @@ def run(
         None, "--server", help="Run the model on a Triton server (host:port, HTTP) instead of here."
     ),
     model_name: str = typer.Option("stylize", "--model-name", help="The model's name on the --server."),
+    ray: str = typer.Option(
+        None, "--ray", help="Run the images on a Ray cluster: local (start one here), auto (RAY_ADDRESS) or ADDRESS."
+    ),
+    ray_actors: int = typer.Option(2, "--ray-actors", help="Stylizer actors (one GPU each on a GPU cluster)."),
     tile: str = typer.Option(
         "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime); N: tiles of N px; off."
     ),
@@ -46,6 +50,26 @@ def run(
             raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
+        if ray:
+            return _run_on_ray(
+                tasks,
+                failures,
+                model,
+                ray,
+                ray_actors,
+                backend,
+                device,
+                strength,
+                preserve_color,
+                tile,
+                overwrite,
+                batch_size,
+                max_size,
+                max_pixels,
+                format,
+                json_output,
+                quiet,
+            )
         if server:
             if model or backend != "auto" or device:
                 raise JobError("--server runs the server's model: drop --model, --backend and --device")
@@ -100,5 +124,44 @@ def run(
             f"({stylizer.backend_name} on {stylizer.backend.device})",
             markup=False,
         )
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+def _run_on_ray(tasks, failures, model, address, actors, backend, device, strength, preserve_color, tile, overwrite,
+                batch_size, max_size, max_pixels, format, json_output, quiet) -> None:  # fmt: skip
+    from runtime.images import DEFAULT_MAX_PIXELS
+    from runtime.jobs import JobError
+    from runtime.ray_jobs import run_images_on_ray
+    from runtime.stylizer import resolve_model
+
+    if any(t.kind != "image" for t in tasks) or any(t.target == "-" for t in tasks):
+        raise JobError("--ray runs image files and folders; run videos and stdin without --ray")
+    if actors < 1:
+        raise JobError("--ray-actors must be at least 1")
+    path = resolve_model(model)  # a missing model fails here, before the cluster starts
+    outcomes = list(failures)
+
+    def emit(outcome) -> None:
+        if json_output:
+            typer.echo(json.dumps({k: v for k, v in outcome.__dict__.items() if v not in (None, "")}))
+        if outcome.status == "failed":
+            stderr.print(f"failed: {outcome.reason}", markup=False)
+
+    if not quiet and not json_output:
+        stderr.print(f"{len(tasks)} images on Ray ({address}), {actors} actors", markup=False)
+    outcomes += run_images_on_ray(
+        tasks, str(path), address=address, actors=actors, backend=backend, device=device, strength=strength,
+        preserve_color=preserve_color, tile=tile, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
+        max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=emit,
+    )  # fmt: skip
+    for outcome in failures:
+        emit(outcome)
+    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
+    if json_output:
+        typer.echo(json.dumps({"summary": True, **counts, "backend": "ray", "device": address}))
+    else:
+        stderr.print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
+                     f"(Ray {address}, {actors} actors)", markup=False)  # fmt: skip
     if counts["failed"]:
         raise typer.Exit(1)

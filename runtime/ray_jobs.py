@@ -1,0 +1,104 @@
+"""Folder jobs on a Ray cluster: the same tasks as a local `toolkit run`, spread over a pool of Stylizer actors.
+
+The driver plans the job (names, skipping outputs that exist) exactly as a local run does; each actor holds one
+Stylizer and runs `runtime.jobs.run_images` on its share of the files, so decoding, EXIF, alpha, resizing, encoding
+and the temp-then-rename writes are the local code and the outputs are the same bytes. Inputs, outputs and the
+model file must be on a filesystem that every node sees (bundled styles are found in each node's installed package).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import numpy as np
+
+from runtime.jobs import JobError, Outcome, Task, run_images
+from runtime.stylizer import Stylizer
+
+
+class StylizeFiles:
+    """A Ray actor: one Stylizer, fed batches of (source, target) rows; returns one outcome row per file."""
+
+    def __init__(
+        self, model, backend, device, strength, preserve_color, tile, batch_size, max_size, max_pixels, format
+    ):
+        self.stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
+        self.options = dict(overwrite=True, batch_size=batch_size, max_size=max_size, max_pixels=max_pixels,
+                            format=format, workers=1)  # fmt: skip
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tasks = [Task(str(s), str(t), "image") for s, t in zip(batch["source"], batch["target"], strict=True)]
+        outcomes = run_images(tasks, self.stylizer, **self.options)
+        return {
+            "source": np.array([o.source for o in outcomes], dtype=object),
+            "target": np.array([o.target for o in outcomes], dtype=object),
+            "status": np.array([o.status for o in outcomes], dtype=object),
+            "reason": np.array([o.reason for o in outcomes], dtype=object),
+            "seconds": np.array([o.seconds for o in outcomes], dtype=np.float64),
+        }
+
+
+def connect(address: str):
+    """`local`: start a Ray instance on this machine (loopback only); `auto`: the running cluster (RAY_ADDRESS);
+    anything else: that cluster's address. A Ray already initialized in this process is used as it is."""
+    try:
+        import ray
+    except ImportError:
+        raise JobError("--ray needs Ray Data (pip install 'fast-style-toolkit[ray]')") from None
+    if ray.is_initialized():
+        return ray
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        if address == "local":
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every listener on 127.0.0.1
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise JobError(f"--ray {address}: cannot start or reach the Ray cluster ({first})") from None
+    return ray
+
+
+def run_images_on_ray(
+    tasks: list[Task], model, *, address: str = "local", actors: int = 2, backend: str = "auto",
+    device: str | None = None, strength: float = 1.0, preserve_color: bool = False, tile: str = "auto",
+    overwrite: bool = False, batch_size: int = 4, max_size: int | None = None, max_pixels: int,
+    format: str | None = None, report: Callable[[Outcome], None] = lambda outcome: None,
+) -> list[Outcome]:  # fmt: skip
+    outcomes: list[Outcome] = []
+
+    def finish(outcome: Outcome) -> None:
+        outcomes.append(outcome)
+        report(outcome)
+
+    todo = []
+    for task in tasks:
+        if not overwrite and os.path.exists(task.target):
+            finish(Outcome(task.source, task.target, "skipped", "output exists (use --overwrite)"))
+        else:
+            todo.append(task)
+    if not todo:
+        return outcomes
+    ray = connect(address)
+    import logging
+
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress and summary say what happened
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
+    # One GPU per actor on a GPU cluster; otherwise a fraction of a CPU, since actors holding whole CPUs can take
+    # every slot of a small node and leave none for the tasks that feed them (Ray then waits forever, silently).
+    resources = {"num_gpus": 1} if gpus >= 1 else {"num_cpus": 0.5}
+    dataset = ray.data.from_items([{"source": t.source, "target": t.target} for t in todo])
+    results = dataset.map_batches(
+        StylizeFiles,
+        fn_constructor_kwargs=dict(model=model, backend=backend, device=device if not gpus else "cuda",
+                                   strength=strength, preserve_color=preserve_color, tile=tile,
+                                   batch_size=batch_size, max_size=max_size, max_pixels=max_pixels, format=format),
+        batch_size=max(batch_size, 1), batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=min(actors, len(todo))), **resources,
+    )  # fmt: skip
+    for row in results.iter_rows():
+        finish(Outcome(row["source"], row["target"], row["status"], row["reason"], float(row["seconds"])))
+    return outcomes
