@@ -38,6 +38,8 @@ def session_options(variant: str):
         options.enable_cpu_mem_arena = False
     elif variant == "no-spin":
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif variant == "daz":
+        options.add_session_config_entry("session.set_denormal_as_zero", "1")
     elif variant == "extended":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
     elif variant == "1-thread":
@@ -145,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="256,512,1024,720p,1080p")
     parser.add_argument(
-        "--variants", default="torch-eager,default,toolkit,no-arena,no-spin,extended,openvino,openvino-static"
+        "--variants", default="torch-eager,default,toolkit,no-arena,no-spin,daz,extended,openvino,openvino-static"
     )
     parser.add_argument("--budget", type=float, default=6.0, help="Seconds per cell, at most (3 runs at least).")
     parser.add_argument("--rss", action="store_true", help="Also the peak memory of a 4000×3000 photo.")

@@ -68,4 +68,5 @@ def demo(
     stderr.print(
         f"stylized {len(rgb)} photos with {len(chosen)} styles into {out}/; overview: {out / 'contact-sheet.jpg'}"
     )
-    stderr.print(f"your own photos: toolkit run PHOTOS_FOLDER -o {out}/mine --model {chosen[0].name}")
+    suggested = next((s for s in chosen if s.is_default), chosen[0])
+    stderr.print(f"your own photos: toolkit run PHOTOS_FOLDER -o {out}/mine --model {suggested.name}")
