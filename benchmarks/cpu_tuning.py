@@ -170,7 +170,9 @@ def main() -> None:
         folder = make_model(Path(tmp))
         model = load_model(folder / "model.safetensors")[0].eval()
         for variant in args.variants.split(","):
-            if variant == "torch-eager":
+            if variant.startswith("openvino"):
+                run_for = openvino_runner(folder / "bench.onnx", static=variant == "openvino-static")
+            elif variant == "torch-eager":
 
                 def run_for(image, model=model):
                     x = torch.from_numpy(image).permute(0, 3, 1, 2).float()
@@ -187,7 +189,7 @@ def main() -> None:
 
             for label, (h, w) in parse_sizes(args.sizes):
                 image = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
-                seconds = timed(lambda image=image: run_for(image), 3, args.budget)
+                seconds = timed(lambda image=image, run_for=run_for: run_for(image), 3, args.budget)
                 gflop = conv_gflop(model, h, w)
                 rows.append({"variant": variant, "size": label, "seconds": seconds, "gflop": gflop,
                              "gflops": gflop / seconds, "of_sgemm": gflop / seconds / limit})  # fmt: skip

@@ -219,7 +219,11 @@ def run_images(
         else:
             todo.append(task)
 
-    with ThreadPoolExecutor(workers, "decode") as decoders, ThreadPoolExecutor(workers, "encode") as encoders:
+    with (
+        ThreadPoolExecutor(workers, "decode") as decoders,
+        ThreadPoolExecutor(workers, "encode") as encoders,
+        ThreadPoolExecutor(getattr(stylizer.backend, "max_in_flight", 1), "infer") as inferrers,
+    ):
         window = max(2 * batch_size, 4)
         decoding: deque[tuple[Task, Future, float]] = deque()
         saving: deque[tuple[Task, Future]] = deque()
@@ -238,19 +242,33 @@ def run_images(
                     finish(Outcome(task.source, task.target, "failed", f"{task.target}: cannot write ({exc})"))
 
         batch: list[tuple[Task, Photo, float]] = []
+        # A remote backend can have several requests in flight (the server batches and computes while this
+        # process waits); a local one runs one batch at a time.
+        in_flight = getattr(stylizer.backend, "max_in_flight", 1)
+        inferring: deque[tuple[list[tuple[Task, Photo, float]], Future]] = deque()
+
+        def collect_inferred(block: bool) -> None:
+            while inferring and (block or inferring[0][1].done()):
+                items, future = inferring.popleft()
+                try:
+                    outputs = future.result()
+                except Exception as exc:  # a backend failure fails these inputs, not the job
+                    for task, _, _ in items:
+                        finish(Outcome(task.source, task.target, "failed", f"{task.source}: the model failed ({exc})"))
+                    continue
+                for (task, photo, started), rgb in zip(items, outputs, strict=True):
+                    saving.append((task, encoders.submit(save, task, photo.with_rgb(rgb), started)))
 
         def flush() -> None:
             if not batch:
                 return
-            try:
-                outputs = stylizer.stylize_arrays([photo.rgb for _, photo, _ in batch], batch_size)
-            except Exception as exc:  # a backend failure fails these inputs, not the job
-                for task, _, _ in batch:
-                    finish(Outcome(task.source, task.target, "failed", f"{task.source}: the model failed ({exc})"))
-            else:
-                for (task, photo, started), rgb in zip(batch, outputs, strict=True):
-                    saving.append((task, encoders.submit(save, task, photo.with_rgb(rgb), started)))
+            items = list(batch)
             batch.clear()
+            inferring.append(
+                (items, inferrers.submit(stylizer.stylize_arrays, [p.rgb for _, p, _ in items], batch_size))
+            )
+            while len(inferring) >= in_flight:
+                collect_inferred(block=True)
 
         refill()
         while decoding:
@@ -267,7 +285,9 @@ def run_images(
             if batch and (photo.rgb.shape != batch[0][1].rgb.shape or len(batch) == batch_size):
                 flush()
             batch.append((task, photo, started))
+            collect_inferred(block=False)
             collect_saved(block=False)
         flush()
+        collect_inferred(block=True)
         collect_saved(block=True)
     return outcomes

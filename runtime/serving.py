@@ -28,6 +28,16 @@ def _with_own_libpython() -> None:
         os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{current}" if current else libdir
 
 
+def _check_numpy() -> None:
+    """PyTriton 0.7 pins numpy < 2; with numpy 2 installed anyway (by another package) the server starts and answers
+    every request with an empty tensor. Refuse up front instead."""
+    from importlib.metadata import requires
+
+    pinned = any(r.replace(" ", "").startswith("numpy<2") for r in requires("nvidia-pytriton") or [])
+    if pinned and int(np.__version__.split(".")[0]) >= 2:
+        raise RuntimeError(f"this PyTriton needs numpy < 2 (found {np.__version__}): pip install 'numpy<2'")
+
+
 def _stop_on_signals() -> None:
     """SIGINT and SIGTERM both stop the server cleanly (a shell's `cmd &` starts it with SIGINT ignored, and a bare
     SIGTERM would orphan tritonserver and leak its shared memory)."""
@@ -49,6 +59,8 @@ def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", po
         from pytriton.triton import Triton, TritonConfig
     except ImportError:
         raise RuntimeError("toolkit serve needs PyTriton (pip install 'fast-style-toolkit[serve]')") from None
+
+    _check_numpy()
 
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:

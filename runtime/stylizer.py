@@ -21,7 +21,8 @@ from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
 from runtime.postprocess import blend, preserve_colors
 
-BACKENDS = ("tensorrt", "onnxruntime", "torch")
+BACKENDS = ("tensorrt", "onnxruntime", "torch", "openvino")
+AUTO = ("tensorrt", "onnxruntime", "torch")  # openvino runs only when named: it is optional and CPU-only
 
 
 class ModelError(Exception):
@@ -39,6 +40,10 @@ def _make_backend(kind: str, path: Path, device: str | None) -> Backend:
         from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, device)
+    if kind == "openvino":
+        from runtime.backends.openvino_backend import OpenVinoBackend
+
+        return OpenVinoBackend(path, device)
     from runtime.backends.torch_backend import TorchBackend
 
     return TorchBackend(path, device)
@@ -50,7 +55,7 @@ def _candidates(path: Path) -> list[tuple[str, Path]]:
     if suffix == ".engine":
         return [("tensorrt", path), ("onnxruntime", path.with_suffix(".onnx"))]
     if suffix == ".onnx":
-        return [("tensorrt", path.with_suffix(".engine")), ("onnxruntime", path)]
+        return [("tensorrt", path.with_suffix(".engine")), ("onnxruntime", path), ("openvino", path)]
     if suffix == ".safetensors":
         return [("torch", path)]
     raise ModelError(f"{path}: unknown model type {suffix or '(none)'}; give a .onnx, .engine or .safetensors file")
@@ -80,7 +85,7 @@ def open_backend(
     if backend not in ("auto", *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
     path = resolve_model(model)
-    candidates = [(kind, file) for kind, file in _candidates(path) if backend in ("auto", kind)]
+    candidates = [(k, f) for k, f in _candidates(path) if k == backend or (backend == "auto" and k in AUTO)]
     if not candidates:
         kinds = ", ".join(kind for kind, _ in _candidates(path))
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")

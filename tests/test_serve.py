@@ -117,3 +117,16 @@ def test_a_wrong_model_name_or_no_server_is_one_line(server, tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server", server,
                                  "--model", "mosaic"])  # fmt: skip
     assert_one_line_error(result, "--server runs the server's model")
+
+
+def test_serve_refuses_a_numpy_that_pytriton_cannot_use(monkeypatch):
+    from importlib.metadata import requires
+
+    import runtime.serving
+
+    if not any(r.startswith("numpy<2") for r in requires("nvidia-pytriton") or []):
+        pytest.skip("this PyTriton does not pin numpy < 2")
+
+    monkeypatch.setattr(runtime.serving.np, "__version__", "2.4.6")
+    with pytest.raises(RuntimeError, match="needs numpy < 2"):
+        runtime.serving._check_numpy()

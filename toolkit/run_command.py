@@ -16,7 +16,9 @@ def run(
     model: str = typer.Option(
         None, "--model", "-m", help="A bundled style's name (toolkit styles) or a .onnx/.engine/.safetensors file."
     ),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (tensorrt, onnxruntime, torch), one of those, or openvino."
+    ),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Images of the same size run together."),
     max_size: int = typer.Option(None, "--max-size", help="Downscale the long side to this many pixels first."),

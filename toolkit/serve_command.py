@@ -13,7 +13,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, "--port", help="HTTP port; gRPC listens on PORT+1, metrics on PORT+2."),
     name: str = typer.Option("stylize", "--name", help="The model's name on the server."),
-    backend: str = typer.Option("auto", "--backend", help="auto, tensorrt, onnxruntime or torch."),
+    backend: str = typer.Option(
+        "auto", "--backend", help="auto (tensorrt, onnxruntime, torch), one of those, or openvino."
+    ),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
     max_batch: int = typer.Option(8, "--max-batch", help="Triton max_batch_size."),
 ) -> None:
