@@ -169,6 +169,16 @@ def tile_graph(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def _release_memory_after():
+    """ONNX Runtime run options that hand the arena's free memory back after the run, so that the stats pass's
+    peak is not still held while the tiles run (the tiles' own arena is kept: they reuse it)."""
+    import onnxruntime as ort
+
+    options = ort.RunOptions()
+    options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+    return options
+
+
 def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int]]:
     """(start, stop) of each kept part and (start, stop) of the tile run for it, along one axis (`core` and
     `margin` are multiples of the network's downsampling, so every start is too)."""
@@ -224,7 +234,7 @@ class TiledBackend(Backend):
             [np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in batch]
         )
         stats_session, _ = self._open()
-        return stats_session.run(None, {stats_session.get_inputs()[0].name: thumbs})[0]
+        return stats_session.run(None, {stats_session.get_inputs()[0].name: thumbs}, _release_memory_after())[0]
 
     def run_tiles(self, batch: np.ndarray, stats: np.ndarray) -> np.ndarray:
         _, tile_session = self._open()

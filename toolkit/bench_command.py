@@ -90,13 +90,14 @@ def _model_files(model: str | None, tmp: Path) -> tuple[dict[str, Path], object]
         generator = build_generator(spec).eval()
         save_model(tmp / "model.safetensors", generator, spec, {"style": "random weights"})
         export_model(tmp / "model.safetensors", tmp, name="bench", check=False, engine=False)
-        return {"onnxruntime": tmp / "bench.onnx", "torch": tmp / "model.safetensors"}, generator
+        files = {"onnxruntime": tmp / "bench.onnx", "openvino": tmp / "bench.onnx", "torch": tmp / "model.safetensors"}
+        return files, generator
     path = resolve_model(model)
     if path.suffix == ".safetensors":
         from train.checkpoint import load_model
 
         return {"torch": path}, load_model(path)[0]
-    files = {"onnxruntime": path.with_suffix(".onnx")}
+    files = {"onnxruntime": path.with_suffix(".onnx"), "openvino": path.with_suffix(".onnx")}
     if path.with_suffix(".engine").exists():
         files["tensorrt"] = path.with_suffix(".engine")
     return files, None
