@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 from runtime.images import read_photo  # noqa: E402
 from runtime.stylizer import Stylizer  # noqa: E402
 from scripts.train_bundled_styles import TRAINING_SET, machine  # noqa: E402
+from toolkit.demo_command import contact_sheet  # noqa: E402
 from train.config import resolve  # noqa: E402
 from train.loop import build_perceptual_loss  # noqa: E402
 
@@ -91,20 +92,6 @@ def measure(loss_fn, output: np.ndarray, content: np.ndarray) -> dict[str, float
     with torch.no_grad():
         terms = loss_fn(to_tensor(output), to_tensor(content))
     return {key: float(terms[key]) for key in TERMS}
-
-
-def grid(rows: list[list[np.ndarray]], titles: list[str], cell: int = 200) -> Image.Image:
-    header = 22
-    sheet = Image.new("RGB", (cell * len(titles), header + cell * len(rows)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for col, title in enumerate(titles):
-        draw.text((col * cell + 6, 5), title, fill=(0, 0, 0))
-    for r, row in enumerate(rows):
-        for c, rgb in enumerate(row):
-            image = Image.fromarray(rgb)
-            image.thumbnail((cell, cell), Image.Resampling.LANCZOS)
-            sheet.paste(image, (c * cell + (cell - image.width) // 2, header + r * cell + (cell - image.height) // 2))
-    return sheet
 
 
 def seconds_per_image(stylizer: Stylizer, rgb: np.ndarray, repeats: int = 5) -> float:
@@ -226,14 +213,15 @@ def main() -> None:
     # 5. Figures.
     names = [n for n, _, _ in GENERATORS]
     rows = [[photos[p], *(outputs[n][p] for n in names), optimized[p]] for p in FIGURE_PHOTOS]
-    grid(rows, ["photo", *(LABELS[n] for n in names), LABELS["optimize"]]).save(figures / "bn-vs-in.jpg", quality=88)
+    titles = ["photo", *(LABELS[n] for n in names), LABELS["optimize"]]
+    contact_sheet(rows, titles, 200).save(figures / "bn-vs-in.jpg", quality=88)
     p = FIGURE_PHOTOS[1]
     rows = [[photos[p], low_contrast(photos[p]), outputs[n][p], low_outputs[n][p]] for n in names]
     titles = ["photo", "x*0.5+64", "output", "output (low contrast)"]
-    sheet = grid(rows, titles)
+    sheet = contact_sheet(rows, titles, 200)
     draw = ImageDraw.Draw(sheet)
     for r, n in enumerate(names):
-        draw.text((6, 22 + r * 200 + 4), LABELS[n], fill=(0, 0, 0))
+        draw.text((6, 24 + r * 200 + 4), LABELS[n], fill=(0, 0, 0))
     sheet.save(figures / "contrast.jpg", quality=88)
     wide = rgb_of(assets / "content" / WIDE_PHOTO)
     with Stylizer.load(runs / "onnx" / "johnson-instance.onnx", backend="onnxruntime", device="cpu") as stylizer:

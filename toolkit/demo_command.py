@@ -14,24 +14,24 @@ DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 THUMB = 256
 
 
-def _thumb(rgb: np.ndarray) -> Image.Image:
+def _thumb(rgb: np.ndarray, side: int) -> Image.Image:
     image = Image.fromarray(rgb)
-    image.thumbnail((THUMB, THUMB), Image.Resampling.LANCZOS)
-    cell = Image.new("RGB", (THUMB, THUMB), (255, 255, 255))
-    cell.paste(image, ((THUMB - image.width) // 2, (THUMB - image.height) // 2))
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    cell = Image.new("RGB", (side, side), (255, 255, 255))
+    cell.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return cell
 
 
-def contact_sheet(rows: list[list[np.ndarray]], titles: list[str]) -> Image.Image:
+def contact_sheet(rows: list[list[np.ndarray]], titles: list[str], cell: int = THUMB) -> Image.Image:
     """A grid: one row per photo, the original then one column per style, with column titles on top."""
     header = 24
-    sheet = Image.new("RGB", (THUMB * len(titles), header + THUMB * len(rows)), (255, 255, 255))
+    sheet = Image.new("RGB", (cell * len(titles), header + cell * len(rows)), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
     for col, title in enumerate(titles):
-        draw.text((col * THUMB + 8, 6), title, fill=(0, 0, 0))
+        draw.text((col * cell + 8, 6), title, fill=(0, 0, 0))
     for row, images in enumerate(rows):
         for col, rgb in enumerate(images):
-            sheet.paste(_thumb(rgb), (col * THUMB, header + row * THUMB))
+            sheet.paste(_thumb(rgb, cell), (col * cell, header + row * cell))
     return sheet
 
 
