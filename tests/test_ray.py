@@ -3,6 +3,7 @@
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -24,10 +25,13 @@ def cluster(tmp_path_factory):
     env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    home_ray = Path.home() / ".ray"
+    had_home_ray = home_ray.exists()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
              _temp_dir=temp)  # fmt: skip
     yield
     ray.shutdown()
+    assert home_ray.exists() == had_home_ray  # nothing written into the home folder
     shutil.rmtree(temp, ignore_errors=True)
     for key, value in saved.items():
         if value is None:
