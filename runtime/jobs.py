@@ -176,6 +176,17 @@ def _flatten_for(photo: Photo, out_format: str) -> Photo:
     return Photo(rgb, None, photo.icc_profile, photo.exif, photo.format)
 
 
+def pending(tasks: list[Task], overwrite: bool) -> tuple[list[Task], list[Outcome]]:
+    """The tasks still to do, and a "skipped" outcome for each whose output exists (unless overwrite)."""
+    todo, skipped = [], []
+    for task in tasks:
+        if task.target != STDIO and not overwrite and Path(task.target).exists():
+            skipped.append(Outcome(task.source, task.target, "skipped", "output exists (use --overwrite)"))
+        else:
+            todo.append(task)
+    return todo, skipped
+
+
 def run_images(
     tasks: list[Task],
     stylizer: Stylizer,
@@ -212,17 +223,17 @@ def run_images(
             write_atomic(data, Path(task.target))
         return Outcome(task.source, task.target, "done", seconds=time.perf_counter() - started)
 
-    todo = []
-    for task in tasks:
-        if task.target != STDIO and not overwrite and Path(task.target).exists():
-            finish(Outcome(task.source, task.target, "skipped", "output exists (use --overwrite)"))
-        else:
-            todo.append(task)
+    todo, skipped = pending(tasks, overwrite)
+    for outcome in skipped:
+        finish(outcome)
+    # A remote backend can have several requests in flight (the server batches and computes while this process
+    # waits); a local one runs one batch at a time.
+    in_flight = getattr(stylizer.backend, "max_in_flight", 1)
 
     with (
         ThreadPoolExecutor(workers, "decode") as decoders,
         ThreadPoolExecutor(workers, "encode") as encoders,
-        ThreadPoolExecutor(getattr(stylizer.backend, "max_in_flight", 1), "infer") as inferrers,
+        ThreadPoolExecutor(in_flight, "infer") as inferrers,
     ):
         window = max(2 * batch_size, 4)
         decoding: deque[tuple[Task, Future, float]] = deque()
@@ -242,9 +253,6 @@ def run_images(
                     finish(Outcome(task.source, task.target, "failed", f"{task.target}: cannot write ({exc})"))
 
         batch: list[tuple[Task, Photo, float]] = []
-        # A remote backend can have several requests in flight (the server batches and computes while this
-        # process waits); a local one runs one batch at a time.
-        in_flight = getattr(stylizer.backend, "max_in_flight", 1)
         inferring: deque[tuple[list[tuple[Task, Photo, float]], Future]] = deque()
 
         def collect_inferred(block: bool) -> None:

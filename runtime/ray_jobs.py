@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from runtime.jobs import JobError, Outcome, Task, run_images
+from runtime.jobs import JobError, Outcome, Task, pending, run_images
 from runtime.stylizer import Stylizer
 
 
@@ -73,12 +73,9 @@ def run_images_on_ray(
         outcomes.append(outcome)
         report(outcome)
 
-    todo = []
-    for task in tasks:
-        if not overwrite and os.path.exists(task.target):
-            finish(Outcome(task.source, task.target, "skipped", "output exists (use --overwrite)"))
-        else:
-            todo.append(task)
+    todo, skipped = pending(tasks, overwrite)
+    for outcome in skipped:
+        finish(outcome)
     if not todo:
         return outcomes
     ray = connect(address)

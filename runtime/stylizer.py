@@ -106,7 +106,7 @@ def open_backend(
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
 
 
-def _with_tiles(backend: Backend, tile: str | int, notes: list[str]) -> Backend:
+def _with_tiles(backend: Backend, tile: str | int) -> Backend:
     from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, TiledBackend, TilingUnavailable
 
     if tile == "auto":
@@ -167,7 +167,7 @@ class Stylizer:
         runs every image whole."""
         chosen, notes = open_backend(model, backend, device)
         if tile != "off" and chosen.name == "onnxruntime":
-            chosen = _with_tiles(chosen, tile, notes)
+            chosen = _with_tiles(chosen, tile)
         elif tile not in ("off", "auto"):
             notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")
         return cls(chosen, strength, preserve_color, notes)

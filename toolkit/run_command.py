@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import typer
@@ -44,7 +45,7 @@ def run(
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
     from runtime.jobs import JobError, Outcome, check_output, plan, run_images
-    from runtime.stylizer import Stylizer
+    from runtime.stylizer import Stylizer, resolve_model
     from runtime.video import run_videos
 
     with user_errors():
@@ -53,33 +54,21 @@ def run(
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
         if ray:
-            return _run_on_ray(
-                tasks,
-                failures,
-                model,
-                ray,
-                ray_actors,
-                backend,
-                device,
-                strength,
-                preserve_color,
-                tile,
-                overwrite,
-                batch_size,
-                max_size,
-                max_pixels,
-                format,
-                json_output,
-                quiet,
-            )
-        if server:
+            if any(t.kind != "image" or t.target == "-" for t in tasks):
+                raise JobError("--ray runs image files and folders; run videos and stdin without --ray")
+            if ray_actors < 1:
+                raise JobError("--ray-actors must be at least 1")
+            ray_model = str(resolve_model(model))  # a missing model fails here, before the cluster starts
+            stylizer = None
+        elif server:
             if model or backend != "auto" or device:
                 raise JobError("--server runs the server's model: drop --model, --backend and --device")
             stylizer = Stylizer.remote(server, model_name, strength, preserve_color)
         else:
             stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
-    for note in stylizer.notes:
+    for note in stylizer.notes if stylizer else []:
         stderr.print(f"note: {note}", markup=False)
+    where = (f"{ray}, {ray_actors} actors", "ray") if ray else (stylizer.backend.device, stylizer.backend_name)
 
     to_stdout = out == "-"
     outcomes: list[Outcome] = list(failures)
@@ -97,7 +86,7 @@ def run(
         if outcome.status == "failed":
             stderr.print(f"failed: {outcome.reason}", markup=False)
 
-    with stylizer, progress:
+    with stylizer or contextlib.nullcontext(), progress:
         if images:
             bar = progress.add_task("images", total=len(images), speed="")
 
@@ -107,63 +96,30 @@ def run(
                 speed = progress.tasks[bar].speed
                 progress.update(bar, speed=f"{speed:.1f} img/s" if speed else "")
 
-            outcomes += run_images(
-                images, stylizer, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
-                max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=on_image,
-            )  # fmt: skip
+            options = dict(overwrite=overwrite, batch_size=batch_size, max_size=max_size,
+                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=on_image)  # fmt: skip
+            if ray:
+                from runtime.ray_jobs import run_images_on_ray
+
+                outcomes += run_images_on_ray(
+                    images, ray_model, address=ray, actors=ray_actors, backend=backend, device=device,
+                    strength=strength, preserve_color=preserve_color, tile=tile, **options,
+                )  # fmt: skip
+            else:
+                outcomes += run_images(images, stylizer, **options)
         if videos:
             outcomes += run_videos(videos, stylizer, progress, overwrite=overwrite, batch_size=batch_size,
                                    max_size=max_size, report=emit)  # fmt: skip
     for outcome in failures:
         emit(outcome)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    summary = {"summary": True, **counts, "backend": stylizer.backend_name, "device": stylizer.backend.device}
+    summary = {"summary": True, **counts, "backend": where[1], "device": where[0]}
     if json_output and not to_stdout:
         typer.echo(json.dumps(summary))
     else:
         stderr.print(
-            f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
-            f"({stylizer.backend_name} on {stylizer.backend.device})",
+            f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} ({where[1]} on {where[0]})",
             markup=False,
         )
-    if counts["failed"]:
-        raise typer.Exit(1)
-
-
-def _run_on_ray(tasks, failures, model, address, actors, backend, device, strength, preserve_color, tile, overwrite,
-                batch_size, max_size, max_pixels, format, json_output, quiet) -> None:  # fmt: skip
-    from runtime.images import DEFAULT_MAX_PIXELS
-    from runtime.jobs import JobError
-    from runtime.ray_jobs import run_images_on_ray
-    from runtime.stylizer import resolve_model
-
-    if any(t.kind != "image" for t in tasks) or any(t.target == "-" for t in tasks):
-        raise JobError("--ray runs image files and folders; run videos and stdin without --ray")
-    if actors < 1:
-        raise JobError("--ray-actors must be at least 1")
-    path = resolve_model(model)  # a missing model fails here, before the cluster starts
-    outcomes = list(failures)
-
-    def emit(outcome) -> None:
-        if json_output:
-            typer.echo(json.dumps({k: v for k, v in outcome.__dict__.items() if v not in (None, "")}))
-        if outcome.status == "failed":
-            stderr.print(f"failed: {outcome.reason}", markup=False)
-
-    if not quiet and not json_output:
-        stderr.print(f"{len(tasks)} images on Ray ({address}), {actors} actors", markup=False)
-    outcomes += run_images_on_ray(
-        tasks, str(path), address=address, actors=actors, backend=backend, device=device, strength=strength,
-        preserve_color=preserve_color, tile=tile, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
-        max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=emit,
-    )  # fmt: skip
-    for outcome in failures:
-        emit(outcome)
-    counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    if json_output:
-        typer.echo(json.dumps({"summary": True, **counts, "backend": "ray", "device": address}))
-    else:
-        stderr.print(f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
-                     f"(Ray {address}, {actors} actors)", markup=False)  # fmt: skip
     if counts["failed"]:
         raise typer.Exit(1)
