@@ -2,53 +2,21 @@
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import assert_one_line_error, photo_like
+from tests.helpers import assert_one_line_error, free_port, photo_like, processes_mentioning
 from toolkit.cli import app
 
 pytest.importorskip("pytriton")
 pytest.importorskip("tritonclient.http")
 runner = CliRunner()
-
-
-def free_port() -> int:
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 65000 and all(_free(port + i) for i in (1, 2)):
-            return port
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _processes_mentioning(text: str) -> list[str]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmdline and proc.name != str(os.getpid()):
-            found.append(cmdline)
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +39,7 @@ def server(exported_style, tmp_path_factory):
     yield f"127.0.0.1:{port}"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
-    assert _processes_mentioning(f"--http-port {port}") == []  # tritonserver and its Python stub are gone
+    assert processes_mentioning(f"--http-port {port}") == []  # tritonserver and its Python stub are gone
     assert set(os.listdir("/dev/shm")) <= shm_before  # and their shared memory with them
 
 
