@@ -9,12 +9,26 @@ model file must be on a filesystem that every node sees (bundled styles are foun
 from __future__ import annotations
 
 import os
+import socket
+import sys
 from collections.abc import Callable
 
 import numpy as np
 
 from runtime.jobs import JobError, Outcome, Task, pending, run_images
-from runtime.stylizer import Stylizer
+from runtime.stylizer import ModelError, Stylizer
+
+UNAVAILABLE = "unavailable"  # a row's status when its actor could not load the model
+# The pipeline moves only file names and outcomes through Ray's object store (actors read and write the images
+# themselves), so a local instance needs little of it; Ray's default is 30% of RAM in /dev/shm.
+LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
+
+
+def actor_location() -> str:
+    import ray
+
+    gpus = ray.get_gpu_ids()
+    return ray.util.get_node_ip_address() + (f" with GPU {', '.join(str(g) for g in gpus)}" if gpus else "")
 
 
 class StylizeFiles:
@@ -23,13 +37,22 @@ class StylizeFiles:
     def __init__(
         self, model, backend, device, strength, preserve_color, tile, batch_size, max_size, max_pixels, format
     ):
-        self.stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
+        # A model that cannot load is reported in the rows rather than raised: Ray would print its own tracebacks
+        # and a generic "actor died", where the user needs our one line naming the node, its GPU and the fix.
+        self.stylizer, self.unavailable = None, ""
+        try:
+            self.stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
+        except (ModelError, JobError) as exc:
+            self.unavailable = f"the Stylizer actor on {actor_location()} cannot run the model: {exc}"
         self.options = dict(overwrite=True, batch_size=batch_size, max_size=max_size, max_pixels=max_pixels,
                             format=format, workers=1)  # fmt: skip
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         tasks = [Task(str(s), str(t), "image") for s, t in zip(batch["source"], batch["target"], strict=True)]
-        outcomes = run_images(tasks, self.stylizer, **self.options)
+        if self.stylizer is None:
+            outcomes = [Outcome(t.source, t.target, UNAVAILABLE, self.unavailable) for t in tasks]
+        else:
+            outcomes = run_images(tasks, self.stylizer, **self.options)
         return {
             "source": np.array([o.source for o in outcomes], dtype=object),
             "target": np.array([o.target for o in outcomes], dtype=object),
@@ -42,6 +65,10 @@ class StylizeFiles:
 def connect(address: str):
     """`local`: start a Ray instance on this machine (loopback only); `auto`: the running cluster (RAY_ADDRESS);
     anything else: that cluster's address. A Ray already initialized in this process is used as it is."""
+    if address == "local":
+        # Off, a local Ray takes the node's IP and listens on every interface. Ray reads this when it is imported,
+        # so set it first; an app that imported Ray already gets the constant set as well (below).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -51,14 +78,30 @@ def connect(address: str):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         if address == "local":
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # every listener on 127.0.0.1
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+            constants = sys.modules.get("ray._private.ray_constants")
+            if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+                constants.ENABLE_RAY_CLUSTER = False
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
         else:
+            check_reachable(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise JobError(f"--ray {address}: cannot start or reach the Ray cluster ({first})") from None
     return ray
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: Ray itself retries for minutes, silently."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise JobError(f"--ray {address}: cannot reach the Ray cluster ({reason}); is it running?") from None
 
 
 def run_images_on_ray(
@@ -79,9 +122,13 @@ def run_images_on_ray(
     if not todo:
         return outcomes
     ray = connect(address)
+    import importlib
     import logging
 
+    importlib.import_module("ray.data")  # importing it configures its loggers, so it comes before the levels below
+
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # our own progress and summary say what happened
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled": by us
     ray.data.DataContext.get_current().enable_progress_bars = False
     gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
     # One GPU per actor on a GPU cluster; otherwise a fraction of a CPU, since actors holding whole CPUs can take
@@ -97,5 +144,8 @@ def run_images_on_ray(
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(todo))), **resources,
     )  # fmt: skip
     for row in results.iter_rows():
+        if row["status"] == UNAVAILABLE:
+            fix = "; on a cluster with GPUs the actors run on CUDA: install a CUDA backend there or pass --device cpu"
+            raise JobError(f"--ray: {row['reason']}" + (fix if gpus else ""))
         finish(Outcome(row["source"], row["target"], row["status"], row["reason"], float(row["seconds"])))
     return outcomes

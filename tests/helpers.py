@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -97,3 +102,64 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline and proc.name != str(os.getpid()):
             found.append(cmdline)
     return found
+
+
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` in the process tree."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def listening_addresses(pids: set[int]) -> list[tuple[str, int, int]]:
+    """(address, port, pid) of each TCP socket that these processes listen on, read from /proc."""
+    owners = {}
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    owners[int(link[8:-1])] = pid
+        except OSError:  # the process ended meanwhile
+            continue
+    found = []
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            address, port = fields[1].split(":")
+            if fields[3] != "0A" or int(fields[9]) not in owners:  # 0A: LISTEN
+                continue
+            raw = b"".join(bytes.fromhex(address[i : i + 8])[::-1] for i in range(0, len(address), 8))
+            found.append((socket.inet_ntop(family, raw), int(port, 16), owners[int(fields[9])]))
+    return found
+
+
+@contextmanager
+def ray_sandbox() -> Iterator[Path]:
+    """Settings for a Ray started by a test: no usage stats, no token file in the home folder, its files under a new
+    temporary folder (a short path: Ray's AF_UNIX sockets live there, limit 107 characters). Checks afterwards that
+    nothing was written to ~/.ray. Listening on loopback only is left to the code under test."""
+    temp = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    home_ray = Path.home() / ".ray"
+    had_home_ray = home_ray.exists()
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "RAY_TMPDIR": str(temp),
+                           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": ""}.items():  # fmt: skip
+            patch.setenv(key, value)  # and restored afterwards, including what the code under test sets
+        patch.delenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")
+        try:
+            yield temp
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+    assert home_ray.exists() == had_home_ray

@@ -1,15 +1,13 @@
 """`toolkit run --ray`: the folder job on a local Ray cluster gives the same files as a local run."""
 
 import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import photo_like
+from runtime.ray_jobs import connect
+from tests.helpers import descendants, listening_addresses, photo_like, ray_sandbox
 from toolkit.cli import app
 
 ray = pytest.importorskip("ray")
@@ -18,26 +16,19 @@ pytestmark = pytest.mark.timeout(300)  # a Ray scheduling mistake waits forever 
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """A local Ray instance on loopback that writes only under a temporary folder (a short one: Ray's sockets live
-    there and AF_UNIX paths are limited to 107 characters)."""
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    home_ray = Path.home() / ".ray"
-    had_home_ray = home_ray.exists()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 2**20,
-             _temp_dir=temp)  # fmt: skip
-    yield
-    ray.shutdown()
-    assert home_ray.exists() == had_home_ray  # nothing written into the home folder
-    shutil.rmtree(temp, ignore_errors=True)
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+def cluster():
+    """The local Ray instance that `--ray local` starts, writing only under a temporary folder."""
+    with ray_sandbox():
+        connect("local")
+        yield
+        ray.shutdown()
+
+
+def test_a_local_ray_listens_on_loopback_only(cluster):
+    ray.data.range(4).map_batches(lambda b: b, batch_size=2).take_all()  # bring up workers as a job would
+    listeners = listening_addresses(descendants(os.getpid()) | {os.getpid()})
+    assert len({pid for _, _, pid in listeners}) >= 3  # GCS, raylet and workers were found (the check can fail)
+    assert {address for address, _, _ in listeners} <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, listeners
 
 
 def test_ray_writes_the_same_bytes_as_a_local_run_resumes_and_names_failures(cluster, exported_style, tmp_path):
@@ -52,6 +43,7 @@ def test_ray_writes_the_same_bytes_as_a_local_run_resumes_and_names_failures(clu
     remote = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "ray"), "--ray", "local", *args])
     assert local.exit_code == remote.exit_code == 1  # the broken file fails in both, the rest is written
     assert "broken.jpg" in remote.stderr and "done 5, skipped 0, failed 1" in remote.stderr
+    assert all(line.startswith(("failed: ", "images ", "done ")) for line in remote.stderr.splitlines()), remote.stderr
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.*"))
     assert len(files) == 5
     for f in files:
@@ -71,3 +63,21 @@ def test_ray_refuses_videos_and_a_missing_model(cluster, tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--ray", "local",
                                  "--model", str(tmp_path / "none.onnx")])  # fmt: skip
     assert result.exit_code == 2 and "model not found" in result.stderr
+
+
+def test_a_cluster_address_nobody_listens_on_is_one_line_and_quick(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import free_port
+
+    Image.fromarray(photo_like((9, 9), 1)).save(tmp_path / "x.png")
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", str(tmp_path / "x.png"), "-o",
+                             str(tmp_path / "o"), "--ray", f"127.0.0.1:{free_port()}"],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert time.monotonic() - start < 60  # Ray alone retries for minutes
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: --ray {result.args[-1]}: cannot reach the Ray cluster (Connection refused); is it running?"
+    ], result.stderr

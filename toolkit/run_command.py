@@ -59,6 +59,9 @@ def run(
             if ray_actors < 1:
                 raise JobError("--ray-actors must be at least 1")
             ray_model = str(resolve_model(model))  # a missing model fails here, before the cluster starts
+            from runtime.ray_jobs import connect
+
+            connect(ray)
             stylizer = None
         elif server:
             if model or backend != "auto" or device:
@@ -101,10 +104,11 @@ def run(
             if ray:
                 from runtime.ray_jobs import run_images_on_ray
 
-                outcomes += run_images_on_ray(
-                    images, ray_model, address=ray, actors=ray_actors, backend=backend, device=device,
-                    strength=strength, preserve_color=preserve_color, tile=tile, **options,
-                )  # fmt: skip
+                with user_errors():  # a node that cannot load the model
+                    outcomes += run_images_on_ray(
+                        images, ray_model, address=ray, actors=ray_actors, backend=backend, device=device,
+                        strength=strength, preserve_color=preserve_color, tile=tile, **options,
+                    )  # fmt: skip
             else:
                 outcomes += run_images(images, stylizer, **options)
         if videos:
