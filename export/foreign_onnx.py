@@ -16,7 +16,7 @@ from onnx import TensorProto, helper
 
 from export.checks import Check, check_graph, natural_images, session
 from export.image_io import IO_CONTRACTS
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME, shareable
 from train.errors import UserError
 
 WRAP_OPSET = 13
@@ -182,5 +182,5 @@ def foreign_metadata(name: str, source: str, contract: dict, version: str) -> di
         "norm": "instance",
         "precision": "fp32",
         "io": json.dumps(contract),
-        "training": json.dumps({"source": source}),
+        "training": json.dumps(shareable({"source": source})),
     }

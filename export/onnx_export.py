@@ -17,6 +17,7 @@ from runtime.images import write_atomic
 
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 DEFAULT_OPSET = 20
+LOCAL_PATHS = ("data", "vgg_weights", "source")  # training-record fields that hold a file or folder
 
 
 def example_input(io: str, size: int) -> torch.Tensor:
@@ -38,6 +39,10 @@ def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, 
             output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )  # fmt: skip
     model = program.model_proto
+    for node in model.graph.node:  # the exporter's Python stack traces: paths of our install, 2% of the file
+        kept = [entry for entry in node.metadata_props if entry.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
     if wrapped.io == "uint8":
         only_casts_touch_uint8(model)
     for key, value in metadata.items():
@@ -80,6 +85,15 @@ class _Named(nn.Module):
         return self.inner(image)
 
 
+def shareable(training: dict) -> dict:
+    """The training record with local paths cut to their last part: an exported model gets passed around, and the
+    folders it was trained from (user names, projects) are not the recipients' business. URLs are kept."""
+    return {
+        key: Path(value).name if key in LOCAL_PATHS and isinstance(value, str) and "://" not in value else value
+        for key, value in training.items()
+    }
+
+
 def onnx_metadata(spec: dict, io: str, precision: str, min_size: int, training: dict, version: str) -> dict[str, str]:
     return {
         "format": "fast-style-toolkit/onnx",
@@ -90,7 +104,7 @@ def onnx_metadata(spec: dict, io: str, precision: str, min_size: int, training: 
         "width": str(spec["width"]),
         "precision": precision,
         "io": json.dumps({**IO_CONTRACTS[io], "input": INPUT_NAME, "output": OUTPUT_NAME, "min_size": min_size}),
-        "training": json.dumps(training),
+        "training": json.dumps(shareable(training)),
     }
 
 

@@ -38,6 +38,9 @@ def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance
     assert training["data"].startswith("16 photos")
     assert {"content", "style", "tv"} <= set(training["final_losses"])
     assert record["machine"] and record["style_image"]
+    embedded = json.loads({e.key: e.value for e in model.metadata_props}["training"])
+    assert "/" not in embedded["data"] + embedded["vgg_weights"]  # no folder of the machine that trained it
+    assert not [e for n in model.graph.node for e in n.metadata_props if e.key == "pkg.torch.onnx.stack_trace"]
 
 
 @pytest.mark.parametrize("style", STYLES, ids=NAMES)

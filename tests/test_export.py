@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -149,3 +150,16 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
     )
     assert_one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
     assert not (tmp_path / "o").exists()
+
+
+def test_an_exported_model_names_its_training_files_without_their_local_folders(tmp_path):
+    torch.manual_seed(0)
+    spec = GeneratorSpec("johnson", "instance", 0.25)
+    training = {"style": "mosaic.jpg", "data": str(tmp_path / "alice" / "photos"), "steps": 3,
+                "vgg_weights": str(tmp_path / "alice" / "vgg_r31.pth"), "loss_net": "vgg19"}  # fmt: skip
+    save_model(tmp_path / "model.safetensors", build_generator(spec), spec, training)
+    result = export_model(tmp_path / "model.safetensors", tmp_path / "out", name="style", check=False, engine=False)
+    recorded = json.loads(read_metadata(onnx.load(result.files[0]))["training"])
+    assert recorded == {**training, "data": "photos", "vgg_weights": "vgg_r31.pth"}
+    written = Path(result.files[0]).read_bytes()
+    assert b"alice" not in written and str(Path(export.checks.__file__).parent).encode() not in written
