@@ -59,6 +59,10 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
         f"{name}: image is too large (over {max_pixels:,} pixels, a possible decompression bomb); "
         "raise --max-pixels if you trust it"
     )
+    if max_pixels > DEFAULT_MAX_PIXELS and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or max_pixels):
+        # Pillow would refuse at open, below the limit asked for. Its limit is process-wide, so it is only raised,
+        # and only for a caller who asks for more than the default; the check against max_pixels below still holds.
+        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
         with Image.open(source) as image:

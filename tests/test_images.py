@@ -68,6 +68,28 @@ def test_bad_files_give_one_clear_message(tmp_path):
         decode(b"nope", "<stdin>")
 
 
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path, monkeypatch):
+    import struct
+    import zlib
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after the test
+    width, height = 20_000, 10_000  # 200 Mpx: over Pillow's 179 Mpx refusal; only the header is real
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    (tmp_path / "huge.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) +
+                                        chunk(b"IDAT", zlib.compress(bytes(1000))))  # fmt: skip
+    with pytest.raises(ImageError, match="too large"):
+        read_photo(tmp_path / "huge.png")
+    with pytest.raises(ImageError, match="cannot decode image"):  # past both size checks, to the missing pixels
+        read_photo(tmp_path / "huge.png", max_pixels=width * height)
+    with pytest.raises(ImageError, match="too large"):  # and the lifted limit does not leak into the default
+        read_photo(tmp_path / "huge.png")
+
+
 def test_write_atomic_leaves_no_partial_file_when_it_fails(tmp_path):
     target = tmp_path / "out.png"
     write_atomic(b"123", target)
