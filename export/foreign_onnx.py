@@ -9,6 +9,7 @@ recorded in the metadata, so the runtime can feed it (resizing to a fixed size, 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -16,7 +17,7 @@ from onnx import TensorProto, helper
 
 from export.checks import Check, check_graph, natural_images, session
 from export.image_io import IO_CONTRACTS
-from export.onnx_export import INPUT_NAME, OUTPUT_NAME, shareable
+from export.onnx_export import INPUT_NAME, OUTPUT_NAME
 from train.errors import UserError
 
 WRAP_OPSET = 13
@@ -182,5 +183,5 @@ def foreign_metadata(name: str, source: str, contract: dict, version: str) -> di
         "norm": "instance",
         "precision": "fp32",
         "io": json.dumps(contract),
-        "training": json.dumps(shareable({"source": source})),
+        "training": json.dumps({"source": Path(source).name}),  # the file, not its folders
     }

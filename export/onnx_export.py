@@ -17,7 +17,7 @@ from runtime.images import write_atomic
 
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 DEFAULT_OPSET = 20
-LOCAL_PATHS = ("data", "vgg_weights", "source")  # training-record fields that hold a file or folder
+LOCAL_PATHS = ("data", "vgg_weights")  # training-record fields that hold a local file or folder (or a URL)
 
 
 def example_input(io: str, size: int) -> torch.Tensor:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import uuid
 import warnings
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow refuses images over 2 × Image.MAX_IMAGE_PIXELS (≈ 179 Mpx) as likely decompression bombs; so do we.
 DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+_PILLOW_LIMIT_LOCK = threading.Lock()
 ORIENTATION_TAG = 0x0112
 
 
@@ -59,10 +61,13 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
         f"{name}: image is too large (over {max_pixels:,} pixels, a possible decompression bomb); "
         "raise --max-pixels if you trust it"
     )
-    if max_pixels > DEFAULT_MAX_PIXELS and max_pixels > 2 * (Image.MAX_IMAGE_PIXELS or max_pixels):
-        # Pillow would refuse at open, below the limit asked for. Its limit is process-wide, so it is only raised,
-        # and only for a caller who asks for more than the default; the check against max_pixels below still holds.
-        Image.MAX_IMAGE_PIXELS = max_pixels // 2 + 1
+    if max_pixels > DEFAULT_MAX_PIXELS:
+        # Pillow refuses at open above 2 × its own limit, below the one asked for. That limit is process-wide:
+        # it is raised for the rest of the process (never lowered), and only for a caller who asks for more than
+        # the default; every decode still checks against its own max_pixels below.
+        with _PILLOW_LIMIT_LOCK:
+            if Image.MAX_IMAGE_PIXELS is not None:
+                Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS, max_pixels // 2 + 1)
     try:
         source = io.BytesIO(data) if isinstance(data, bytes) else data
         with Image.open(source) as image:

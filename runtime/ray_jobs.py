@@ -79,12 +79,20 @@ def connect(address: str):
     try:
         if address == "local":
             constants = sys.modules.get("ray._private.ray_constants")
-            if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and hasattr(constants, "ENABLE_RAY_CLUSTER"):
+            cluster_mode = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+            if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and cluster_mode is not None:
                 constants.ENABLE_RAY_CLUSTER = False
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
+            try:
+                ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         object_store_memory=LOCAL_OBJECT_STORE_BYTES)  # fmt: skip
+            finally:
+                if cluster_mode is not None:
+                    constants.ENABLE_RAY_CLUSTER = cluster_mode
         else:
-            check_reachable(address)
+            if address == "auto":
+                check_reachable(os.environ.get("RAY_ADDRESS", ""), "auto (RAY_ADDRESS={})")
+            else:
+                check_reachable(address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -92,16 +100,18 @@ def connect(address: str):
     return ray
 
 
-def check_reachable(address: str, timeout: float = 10.0) -> None:
-    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: Ray itself retries for minutes, silently."""
+def check_reachable(address: str, label: str = "{}", timeout: float = 10.0) -> None:
+    """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: Ray itself retries for minutes, silently.
+    `label` is how the error names it (`{}` is the address)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
-        return  # "auto" and other forms Ray resolves itself
+        return  # no RAY_ADDRESS for "auto", and other forms Ray resolves itself
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        raise JobError(f"--ray {address}: cannot reach the Ray cluster ({reason}); is it running?") from None
+        where = label.format(address)
+        raise JobError(f"--ray {where}: cannot reach the Ray cluster ({reason}); is it running?") from None
 
 
 def run_images_on_ray(
@@ -146,6 +156,6 @@ def run_images_on_ray(
     for row in results.iter_rows():
         if row["status"] == UNAVAILABLE:
             fix = "; on a cluster with GPUs the actors run on CUDA: install a CUDA backend there or pass --device cpu"
-            raise JobError(f"--ray: {row['reason']}" + (fix if gpus else ""))
+            raise JobError(f"--ray: {row['reason']}" + (fix if gpus and "CUDA" in row["reason"] else ""))
         finish(Outcome(row["source"], row["target"], row["status"], row["reason"], float(row["seconds"])))
     return outcomes

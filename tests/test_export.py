@@ -117,7 +117,8 @@ def test_pytorch_examples_checkpoint_exports(tmp_path):
     result = runner.invoke(app, ["export", str(tmp_path / "mosaic.pth"), "-o", str(tmp_path / "out"), "--no-check"])
     assert result.exit_code == 0, result.output
     assert "dropped 30 legacy InstanceNorm running-statistics keys" in result.stderr
-    assert read_metadata(onnx.load(tmp_path / "out" / "mosaic.onnx"))["width"] == "1.0"
+    meta = read_metadata(onnx.load(tmp_path / "out" / "mosaic.onnx"))
+    assert meta["width"] == "1.0" and json.loads(meta["training"]) == {"source": "pytorch/examples"}
 
 
 def test_a_failed_check_writes_no_file(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -49,6 +50,7 @@ def test_a_zoo_style_model_is_wrapped_with_our_uint8_contract(zoo_like, tmp_path
     written = onnx.load(tmp_path / "zoo.onnx")
     contract = json.loads(read_metadata(written)["io"])
     assert (contract["dtype"], contract["layout"], contract["fixed_size"]) == ("uint8", "NHWC", None)
+    assert json.loads(read_metadata(written)["training"]) == {"source": Path(zoo_like).name}  # not its folders
     images = natural_images(3, 50, 70, seed=1)
     out = ort.InferenceSession(tmp_path / "zoo.onnx", providers=["CPUExecutionProvider"]).run(None, {"image": images})[
         0

@@ -86,7 +86,7 @@ def test_max_pixels_above_pillows_own_limit_is_honoured(tmp_path, monkeypatch):
         read_photo(tmp_path / "huge.png")
     with pytest.raises(ImageError, match="cannot decode image"):  # past both size checks, to the missing pixels
         read_photo(tmp_path / "huge.png", max_pixels=width * height)
-    with pytest.raises(ImageError, match="too large"):  # and the lifted limit does not leak into the default
+    with pytest.raises(ImageError, match="too large"):  # Pillow's limit stays lifted, but the default still holds
         read_photo(tmp_path / "huge.png")
 
 

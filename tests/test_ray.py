@@ -81,3 +81,10 @@ def test_a_cluster_address_nobody_listens_on_is_one_line_and_quick(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         f"error: --ray {result.args[-1]}: cannot reach the Ray cluster (Connection refused); is it running?"
     ], result.stderr
+    (tmp_path / "o").mkdir(exist_ok=True)
+    Image.fromarray(photo_like((9, 9), 2)).save(tmp_path / "o" / "x.png")  # nothing left to do: no cluster needed
+    finished = subprocess.run(result.args, capture_output=True, text=True, timeout=120)
+    assert finished.returncode == 0 and "done 0, skipped 1, failed 0" in finished.stderr, finished.stderr
+    auto = subprocess.run([*result.args[:6], str(tmp_path / "o2"), "--ray", "auto"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "RAY_ADDRESS": result.args[-1]})  # fmt: skip
+    assert auto.returncode == 2 and f"--ray auto (RAY_ADDRESS={result.args[-1]}): cannot reach" in auto.stderr

@@ -4,11 +4,13 @@ Ray schedules by declared resources, so the GPU path runs (one GPU per actor, it
 Stylizer asked for CUDA) up to the point where CUDA itself is needed; there it must stop with one clear line.
 """
 
+import os
+
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from tests.helpers import assert_one_line_error, photo_like, ray_sandbox
+from tests.helpers import assert_one_line_error, descendants, listening_addresses, photo_like, ray_sandbox
 from toolkit.cli import app
 
 ray = pytest.importorskip("ray")
@@ -19,9 +21,12 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def gpu_cluster():
-    with ray_sandbox():
+    with ray_sandbox(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ray._private.ray_constants, "ENABLE_RAY_CLUSTER", False)  # loopback, as `--ray local` does
         ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False,
                  object_store_memory=256 * 2**20)  # fmt: skip
+        listeners = listening_addresses(descendants(os.getpid()) | {os.getpid()})
+        assert {address for address, _, _ in listeners} <= {"127.0.0.1", "::1", "::ffff:127.0.0.1"}, listeners
         yield
         ray.shutdown()
 

@@ -44,7 +44,7 @@ def run(
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
-    from runtime.jobs import JobError, Outcome, check_output, plan, run_images
+    from runtime.jobs import JobError, Outcome, check_output, pending, plan, run_images
     from runtime.stylizer import Stylizer, resolve_model
     from runtime.video import run_videos
 
@@ -59,9 +59,10 @@ def run(
             if ray_actors < 1:
                 raise JobError("--ray-actors must be at least 1")
             ray_model = str(resolve_model(model))  # a missing model fails here, before the cluster starts
-            from runtime.ray_jobs import connect
+            if pending(tasks, overwrite)[0]:  # a finished job does not start a cluster
+                from runtime.ray_jobs import connect
 
-            connect(ray)
+                connect(ray)
             stylizer = None
         elif server:
             if model or backend != "auto" or device:
