@@ -1,5 +1,5 @@
 """A 200-photo folder three ways, in one run (issue 7): local `toolkit run`, through `toolkit serve` with
-`toolkit run --server`, and `toolkit run --ray local` with 2 actors.
+`toolkit run --server` (HTTP and gRPC), and `toolkit run --ray local` with 2 actors.
 
     python benchmarks/scale_out.py [--assets ../shared/assets] [--count 200] [--side 512] [--model mosaic]
 
@@ -72,17 +72,20 @@ def main() -> None:
         try:
             seconds = timed([*toolkit, "run", str(photos), "-o", f"{tmp}/served", "--server", f"127.0.0.1:{port}",
                              "--quiet"])  # fmt: skip
+            grpc_seconds = timed([*toolkit, "run", str(photos), "-o", f"{tmp}/served-grpc", "--server",
+                                  f"grpc://127.0.0.1:{port + 1}", "--quiet"])  # fmt: skip
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
         rows.append(("`toolkit serve` + `toolkit run --server` (HTTP, loopback)", seconds,
                      f"server start {start_up:.1f} s, not counted"))  # fmt: skip
+        rows.append(("`toolkit serve` + `toolkit run --server grpc://` (gRPC, loopback)", grpc_seconds, "same server"))
 
         seconds = timed([*toolkit, "run", str(photos), "-o", f"{tmp}/ray", "--model", args.model, "--ray", "local",
                          "--ray-actors", "2", "--quiet"])  # fmt: skip
         rows.append(("`toolkit run --ray local --ray-actors 2`", seconds, "Ray start-up included"))
         same = all((Path(tmp) / d / p.name).read_bytes() == (Path(tmp) / "local" / p.name).read_bytes()
-                   for d in ("served", "ray") for p in photos.iterdir())  # fmt: skip
+                   for d in ("served", "served-grpc", "ray") for p in photos.iterdir())  # fmt: skip
     print(f"\n{args.count} photos, long side {args.side - 64}–{args.side} px, model {args.model}; "
           f"outputs identical across paths: {same}\n")  # fmt: skip
     print("| path | seconds | images/s | note |\n|---|---|---|---|")

@@ -59,6 +59,12 @@ def test_a_remote_run_writes_the_same_files_as_a_local_one_and_resumes(server, e
         assert (tmp_path / "remote" / f).read_bytes() == (tmp_path / "local" / f).read_bytes()
     again = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "remote"), "--server", server])
     assert "done 0, skipped 4" in again.stderr
+    host, port = server.rsplit(":", 1)
+    grpc = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "grpc"), "--server",
+                               f"grpc://{host}:{int(port) + 1}", "--batch-size", "2"])  # fmt: skip
+    assert grpc.exit_code == 0 and f"triton on server grpc://{host}:{int(port) + 1}" in grpc.stderr, grpc.output
+    for f in files:
+        assert (tmp_path / "grpc" / f).read_bytes() == (tmp_path / "local" / f).read_bytes()
 
 
 def test_the_server_batches_images_of_one_size(server):
@@ -82,6 +88,12 @@ def test_a_wrong_model_name_or_no_server_is_one_line(server, tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server",
                                  f"127.0.0.1:{free_port()}"])  # fmt: skip
     assert_one_line_error(result, "cannot reach a Triton server")
+    result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server",
+                                 f"grpc://127.0.0.1:{free_port()}"])  # fmt: skip
+    assert_one_line_error(result, "cannot reach a Triton server at grpc://127.0.0.1:")
+    result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server",
+                                 "ftp://127.0.0.1:1"])  # fmt: skip
+    assert_one_line_error(result, "give HOST:PORT, http://HOST:PORT or grpc://HOST:PORT")
     result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server", server,
                                  "--model", "mosaic"])  # fmt: skip
     assert_one_line_error(result, "--server runs the server's model")

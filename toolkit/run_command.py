@@ -31,7 +31,7 @@ def run(
     json_output: bool = typer.Option(False, "--json", help="One JSON object per output, then a summary."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     server: str = typer.Option(
-        None, "--server", help="Run the model on a Triton server (host:port, HTTP) instead of here."
+        None, "--server", help="Run the model on a Triton server instead of here: HOST:PORT (HTTP) or grpc://HOST:PORT."
     ),
     model_name: str = typer.Option("stylize", "--model-name", help="The model's name on the --server."),
     ray: str = typer.Option(

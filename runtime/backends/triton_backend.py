@@ -1,9 +1,10 @@
-"""A Triton Inference Server as a backend: batches go over HTTP to a model with our tensors (`toolkit serve`, or a
-repository written by `toolkit export --triton`). Everything else (reading, EXIF, alpha, resizing, writing, resume)
-stays on the client, so a remote run gives the same files as a local one."""
+"""A Triton Inference Server as a backend: batches go over HTTP or gRPC to a model with our tensors (`toolkit serve`,
+or a repository written by `toolkit export --triton`). Everything else (reading, EXIF, alpha, resizing, writing,
+resume) stays on the client, so a remote run gives the same files as a local one."""
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 import numpy as np
@@ -11,28 +12,43 @@ import numpy as np
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
 
+PROTOCOLS = ("http", "grpc")  # tritonclient.http / tritonclient.grpc
+TIMEOUT_S = 600.0  # one request: a large batch on a busy CPU server takes a while
+
+
+def parse_server(url: str) -> tuple[str, str]:
+    """`HOST:PORT` or `http://HOST:PORT` (HTTP), `grpc://HOST:PORT` (gRPC) → (protocol, HOST:PORT)."""
+    protocol, _, address = url.rpartition("://")
+    protocol = protocol or "http"
+    if protocol not in PROTOCOLS or not address.strip("/"):
+        raise ValueError(f"--server {url}: give HOST:PORT, http://HOST:PORT or grpc://HOST:PORT")
+    return protocol, address.rstrip("/")
+
 
 class TritonBackend(Backend):
     name = "triton"
     max_in_flight = 4  # requests a folder job keeps open; the HTTP client is not thread-safe: one per thread
 
     def __init__(self, url: str, model_name: str = "stylize"):
+        protocol, address = parse_server(url)
         try:
-            import tritonclient.http as http
+            self._api = importlib.import_module(f"tritonclient.{protocol}")
             from tritonclient.utils import InferenceServerException
         except ImportError:
-            raise BackendUnavailable("--server needs tritonclient (pip install 'fast-style-toolkit[triton]')") from None
-        self._http, self.model_name = http, model_name
-        address = url.split("://", 1)[-1].rstrip("/")
+            raise BackendUnavailable(
+                f"--server needs tritonclient[{protocol}] (pip install 'fast-style-toolkit[triton]')"
+            ) from None
+        self.protocol, self.model_name = protocol, model_name
         self._address, self._local = address, threading.local()
-        self.device = f"server {address}"
+        self.device = f"server {url if protocol == 'grpc' else address}"
         try:
-            self.client = http.InferenceServerClient(address, connection_timeout=10.0, network_timeout=600.0)
+            self.client = self._new_client(connection_timeout=10.0)
             if not self.client.is_model_ready(model_name):
                 raise ValueError(f"the Triton server at {address} has no ready model {model_name!r} (--model-name)")
-            meta = self.client.get_model_metadata(model_name)
-            config = self.client.get_model_config(model_name)
+            meta, config = self._model_description()
         except InferenceServerException as exc:
+            if protocol == "grpc" and "StatusCode.UNAVAILABLE" in str(exc):  # gRPC says "refused" this way
+                raise ValueError(f"cannot reach a Triton server at {url}: {exc.message()}") from None
             raise ValueError(f"Triton server at {address}: {exc.message()}") from None
         except OSError as exc:  # connection refused, unknown host
             raise ValueError(f"cannot reach a Triton server at {address}: {exc}") from None
@@ -45,19 +61,40 @@ class TritonBackend(Backend):
         self.contract = Contract(inputs[0]["name"], outputs[0]["name"], "NHWC", "uint8", max_batch=max_batch)
         self._clients: list = []
 
+    def _new_client(self, connection_timeout: float = 60.0):
+        if self.protocol == "http":
+            return self._api.InferenceServerClient(
+                self._address, connection_timeout=connection_timeout, network_timeout=TIMEOUT_S
+            )
+        return self._api.InferenceServerClient(self._address)
+
+    def _model_description(self) -> tuple[dict, dict]:
+        """The model's metadata and config as the HTTP API gives them (gRPC's JSON writes int64 as strings)."""
+        if self.protocol == "http":
+            return self.client.get_model_metadata(self.model_name), self.client.get_model_config(self.model_name)
+        timeout = {"client_timeout": 10.0}
+        meta = self.client.get_model_metadata(self.model_name, as_json=True, **timeout)
+        for tensor in meta["inputs"] + meta["outputs"]:
+            tensor["shape"] = [int(d) for d in tensor["shape"]]
+        return meta, self.client.get_model_config(self.model_name, as_json=True, **timeout)["config"]
+
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            client = self._local.client = self._http.InferenceServerClient(self._address, network_timeout=600.0)
+            client = self._local.client = self._new_client()
             self._clients.append(client)
         return client
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        http = self._http
-        request = http.InferInput(self.contract.input_name, list(batch.shape), "UINT8")
+        api = self._api
+        request = api.InferInput(self.contract.input_name, list(batch.shape), "UINT8")
         request.set_data_from_numpy(np.ascontiguousarray(batch))
-        wanted = [http.InferRequestedOutput(self.contract.output_name, binary_data=True)]
-        result = self._client().infer(self.model_name, [request], outputs=wanted)
+        if self.protocol == "http":
+            wanted = [api.InferRequestedOutput(self.contract.output_name, binary_data=True)]
+            result = self._client().infer(self.model_name, [request], outputs=wanted)
+        else:
+            wanted = [api.InferRequestedOutput(self.contract.output_name)]
+            result = self._client().infer(self.model_name, [request], outputs=wanted, client_timeout=TIMEOUT_S)
         return result.as_numpy(self.contract.output_name)
 
     def close(self) -> None:
