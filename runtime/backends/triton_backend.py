@@ -43,7 +43,8 @@ class TritonBackend(Backend):
         self.device = f"server {url if protocol == 'grpc' else address}"
         try:
             self.client = self._new_client(connection_timeout=10.0)
-            if not self.client.is_model_ready(model_name):
+            ready = {"client_timeout": 10.0} if protocol == "grpc" else {}  # HTTP: connection_timeout above
+            if not self.client.is_model_ready(model_name, **ready):
                 raise ValueError(f"the Triton server at {address} has no ready model {model_name!r} (--model-name)")
             meta, config = self._model_description()
         except InferenceServerException as exc:
