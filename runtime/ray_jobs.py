@@ -89,10 +89,8 @@ def connect(address: str):
                 if cluster_mode is not None:
                     constants.ENABLE_RAY_CLUSTER = cluster_mode
         else:
-            if address == "auto":
-                check_reachable(os.environ.get("RAY_ADDRESS", ""), "auto (RAY_ADDRESS={})")
-            else:
-                check_reachable(address)
+            target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+            check_reachable(target, shown=f"auto (RAY_ADDRESS={target})" if address == "auto" else address)
             ray.init(address=address, log_to_driver=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
@@ -100,9 +98,9 @@ def connect(address: str):
     return ray
 
 
-def check_reachable(address: str, label: str = "{}", timeout: float = 10.0) -> None:
+def check_reachable(address: str, shown: str, timeout: float = 10.0) -> None:
     """Fail fast on a HOST:PORT (or ray://HOST:PORT) nobody listens on: Ray itself retries for minutes, silently.
-    `label` is how the error names it (`{}` is the address)."""
+    `shown` is how the error names it."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # no RAY_ADDRESS for "auto", and other forms Ray resolves itself
@@ -110,8 +108,7 @@ def check_reachable(address: str, label: str = "{}", timeout: float = 10.0) -> N
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
-        where = label.format(address)
-        raise JobError(f"--ray {where}: cannot reach the Ray cluster ({reason}); is it running?") from None
+        raise JobError(f"--ray {shown}: cannot reach the Ray cluster ({reason}); is it running?") from None
 
 
 def run_images_on_ray(

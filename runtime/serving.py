@@ -19,13 +19,17 @@ from runtime.stylizer import Stylizer
 INPUT, OUTPUT = "image", "stylized"
 
 
-def _with_own_libpython() -> None:
-    """The server's Python-backend stub loads libpython through the dynamic linker: make it find the running
-    interpreter's own library first (a different libpython 3.11 on the system breaks the stub at load time)."""
+def own_libpython_first(library_path: str) -> str:
+    """An LD_LIBRARY_PATH that finds the running interpreter's libpython first. Triton's Python-backend stub loads
+    libpython through the dynamic linker, and a different libpython 3.11 on the system breaks it at load time."""
     libdir = sysconfig.get_config_var("LIBDIR")
-    current = os.environ.get("LD_LIBRARY_PATH", "")
-    if libdir and libdir not in current.split(":"):
-        os.environ["LD_LIBRARY_PATH"] = f"{libdir}:{current}" if current else libdir
+    if not libdir or libdir in library_path.split(":"):
+        return library_path
+    return f"{libdir}:{library_path}" if library_path else libdir
+
+
+def _with_own_libpython() -> None:
+    os.environ["LD_LIBRARY_PATH"] = own_libpython_first(os.environ.get("LD_LIBRARY_PATH", ""))
 
 
 def _check_numpy() -> None:

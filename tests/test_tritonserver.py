@@ -18,6 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from export.triton import check_config
+from runtime.serving import own_libpython_first
 from tests.helpers import free_port, photo_like, processes_mentioning
 from toolkit.cli import app
 
@@ -74,9 +75,8 @@ def tritonserver(repository, tmp_path_factory):
     root = tmp_path_factory.mktemp("tritonserver")
     port = free_port()
     env = dict(os.environ)
-    # The stub embeds libpython: this interpreter's own, not the system's (see runtime/serving.py).
-    env["LD_LIBRARY_PATH"] = ":".join(
-        p for p in (sysconfig.get_config_var("LIBDIR"), str(VENDORED_LIBS), env.get("LD_LIBRARY_PATH")) if p
+    env["LD_LIBRARY_PATH"] = own_libpython_first(
+        ":".join(filter(None, [str(VENDORED_LIBS), env.get("LD_LIBRARY_PATH")]))
     )
     shm_before = set(os.listdir("/dev/shm"))
     log = root / "tritonserver.log"
