@@ -53,3 +53,43 @@ def test_losses_vanish_at_their_targets_and_weights_scale_them():
     torch.testing.assert_close(terms["style"], weighted)
     torch.testing.assert_close(terms["content"], 3.0 * terms["content/relu2_2"])
     torch.testing.assert_close(terms["total"], terms["content"] + terms["style"] + terms["tv"])
+
+
+def _homogeneous_vgg(scale: float):
+    """A random VGG-16 stack with zero biases, its first convolution multiplied by `scale`: every feature map is
+    then exactly `scale` times the unscaled one (ReLU and max-pooling are positively homogeneous)."""
+    state = random_vgg_state(7, "vgg16", seed=3)
+    for key in state:
+        if key.endswith("bias"):
+            state[key] = torch.zeros_like(state[key])
+    state["0.weight"] = state["0.weight"] * scale
+    return build_loss_network(parse_vgg_state(state, "test"), "vgg16", ["relu2_2", "relu3_3"])
+
+
+def test_relative_loss_terms_do_not_depend_on_the_loss_networks_feature_scale():
+    torch.manual_seed(0)
+    style, content, output = (torch.rand(1, 3, 48, 48) * 255 for _ in range(3))
+    layers = {"relu2_2": 1.0, "relu3_3": 1.0}
+    terms = {}
+    for scale in (1.0, 10.0):
+        for kind in ("absolute", "relative"):
+            loss = PerceptualLoss(_homogeneous_vgg(scale), style, {"relu2_2": 1.0}, layers, 1.0, 1.0, 0.0, kind)
+            terms[scale, kind] = loss(output, content)
+    for name in ("content", "style/relu2_2", "style/relu3_3"):
+        torch.testing.assert_close(terms[10.0, "relative"][name], terms[1.0, "relative"][name], rtol=1e-4, atol=0)
+    power = {"content": 2, "style/relu2_2": 4, "style/relu3_3": 4}  # features scale by 10, Grams by 100
+    for name, p in power.items():
+        ratio = terms[10.0, "absolute"][name] / terms[1.0, "absolute"][name]
+        torch.testing.assert_close(ratio, torch.tensor(10.0**p), rtol=1e-3, atol=0)
+    # relative style terms are of order 1 for a picture unlike the style, and 0 for the style image itself
+    loss = PerceptualLoss(_homogeneous_vgg(1.0), style, {"relu2_2": 1.0}, layers, 1.0, 1.0, 0.0, "relative")
+    assert 0 < float(terms[1.0, "relative"]["style/relu3_3"]) < 10
+    assert float(loss(style, style)["style"]) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_relative_total_variation_is_a_per_pixel_mean_in_unit_range():
+    image = torch.zeros(1, 3, 8, 8)
+    image[..., 4:] = 255.0  # one vertical edge of height 8 in 3 channels: 24 unit squared differences
+    assert float(total_variation(image, relative=True)) == pytest.approx(24 / (3 * 8 * 8))
+    big = torch.nn.functional.interpolate(image, scale_factor=2, mode="nearest")
+    assert float(total_variation(big, relative=True)) == pytest.approx(48 / (3 * 16 * 16))

@@ -40,6 +40,9 @@ def train(
     style_layers: str = typer.Option(None, "--style-layers", help="e.g. relu1_2,relu2_2,relu3_3,relu4_3"),
     content_weight: float = typer.Option(None, "--content-weight"),
     style_weight: float = typer.Option(None, "--style-weight"),
+    loss_scale: str = typer.Option(
+        None, "--loss-scale", help="absolute (published recipes) or relative (each term a relative error)."
+    ),
     tv_weight: float = typer.Option(None, "--tv-weight", help="Total variation weight."),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
@@ -84,6 +87,7 @@ def train(
         content_weight=content_weight,
         style_weight=style_weight,
         tv_weight=tv_weight,
+        loss_scale=loss_scale,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

@@ -34,6 +34,7 @@ class TrainConfig:
     content_weight: float = 1e5
     style_weight: float = 1e10
     tv_weight: float = 0.0
+    loss_scale: str = "absolute"
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -169,6 +170,7 @@ FIXED_ON_RESUME = (
     "content_weight",
     "style_weight",
     "tv_weight",
+    "loss_scale",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -177,6 +179,7 @@ FIXED_ON_RESUME = (
 
 CHOICES = {
     "crop": ("random", "center"),
+    "loss_scale": ("absolute", "relative"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
 }

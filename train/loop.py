@@ -164,7 +164,7 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
         vgg.to(memory_format=torch.channels_last)
     loss = PerceptualLoss(
         vgg, style.to(device), content_layers, style_layers,
-        config.content_weight, config.style_weight, config.tv_weight,
+        config.content_weight, config.style_weight, config.tv_weight, config.loss_scale,
     )  # fmt: skip
     return loss, weights.source
 
@@ -240,6 +240,9 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
         "content_weight": config.content_weight,
         "style_weight": config.style_weight,
         "tv_weight": config.tv_weight,
+        "loss_scale": config.loss_scale,
+        "style_size": config.style_size,
+        "width": config.width,
         "image_size": config.image_size,
         "batch_size": config.batch_size,
         "lr": config.lr,

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 
 from train.vgg import VggFeatures
 
+LOSS_SCALES = ("absolute", "relative")
+
 
 def gram_matrix(features: Tensor) -> Tensor:
     """(N, C, H, W) → (N, C, C), normalised by C·H·W; computed in float32 so that fp16 features cannot overflow."""
@@ -18,12 +20,18 @@ def gram_matrix(features: Tensor) -> Tensor:
         return flat @ flat.transpose(1, 2) / (c * h * w)
 
 
-def total_variation(images: Tensor) -> Tensor:
-    """Sum of squared differences between neighbouring pixels, per image, averaged over the batch."""
+def total_variation(images: Tensor, relative: bool = False) -> Tensor:
+    """Sum of squared differences between neighbouring pixels, per image, averaged over the batch.
+
+    `relative`: the mean instead of the sum, in 0–1 units, so the term does not grow with the image's size.
+    """
     images = images.float()
     dy = (images[..., 1:, :] - images[..., :-1, :]).pow(2).sum(dim=(1, 2, 3))
     dx = (images[..., :, 1:] - images[..., :, :-1]).pow(2).sum(dim=(1, 2, 3))
-    return (dx + dy).mean()
+    tv = (dx + dy).mean()
+    if relative:
+        tv = tv / (images[0].numel() * 255.0**2)
+    return tv
 
 
 class PerceptualLoss(nn.Module):
@@ -31,6 +39,13 @@ class PerceptualLoss(nn.Module):
 
     `content_layers` and `style_layers` map VGG layer names to per-layer weights; `content_weight` and
     `style_weight` multiply the sums. The style image's Gram matrices are computed once, here.
+
+    `scale="absolute"` is the published loss: raw MSEs, whose size follows the loss network's feature scale (a
+    Caffe VGG's Gram entries are ~3000× a torchvision VGG's, and within one file they fall by orders of
+    magnitude from relu2_2 to relu4_3, so equal layer weights silence the deep layers). `scale="relative"` divides
+    each layer's style MSE by the mean square of the style's Gram matrix, the content MSE by the mean square of the
+    photo's features, and takes TV as a per-pixel mean in 0–1 units: every term is a relative error of order 1,
+    so one set of weights fits any VGG file and every layer has a say.
     """
 
     def __init__(
@@ -42,8 +57,12 @@ class PerceptualLoss(nn.Module):
         content_weight: float,
         style_weight: float,
         tv_weight: float,
+        scale: str = "absolute",
     ):
         super().__init__()
+        if scale not in LOSS_SCALES:
+            raise ValueError(f"loss scale must be one of {', '.join(LOSS_SCALES)}, not {scale!r}")
+        self.relative = scale == "relative"
         self.vgg = vgg
         self.content_layers = dict(content_layers)
         self.style_layers = dict(style_layers)
@@ -54,7 +73,10 @@ class PerceptualLoss(nn.Module):
         with torch.no_grad():
             features = vgg(style_image, list(self.style_layers))
         for name in self.style_layers:
-            self.register_buffer(f"style_gram_{name}", gram_matrix(features[name]))
+            gram = gram_matrix(features[name])
+            self.register_buffer(f"style_gram_{name}", gram)
+            scale_of = gram.pow(2).mean().clamp_min(1e-12) if self.relative else gram.new_ones(())
+            self.register_buffer(f"style_scale_{name}", scale_of)
 
     def style_gram(self, name: str) -> Tensor:
         return getattr(self, f"style_gram_{name}")
@@ -73,17 +95,21 @@ class PerceptualLoss(nn.Module):
         terms: dict[str, Tensor] = {}
         content_sum = output.new_zeros((), dtype=torch.float32)
         for name, weight in self.content_layers.items():
-            term = F.mse_loss(out_features[name].float(), target_features[name].float())
+            target = target_features[name].float()
+            term = F.mse_loss(out_features[name].float(), target)
+            if self.relative:
+                term = term / target.pow(2).mean().clamp_min(1e-12)
             terms[f"content/{name}"] = term.detach()
             content_sum = content_sum + weight * term
         style_sum = output.new_zeros((), dtype=torch.float32)
         for name, weight in self.style_layers.items():
             gram = gram_matrix(out_features[name])
-            term = F.mse_loss(gram, self.style_gram(name).expand_as(gram))
+            term = F.mse_loss(gram, self.style_gram(name).expand_as(gram)) / getattr(self, f"style_scale_{name}")
             terms[f"style/{name}"] = term.detach()
             style_sum = style_sum + weight * term
         terms["content"] = self.content_weight * content_sum
         terms["style"] = self.style_weight * style_sum
-        terms["tv"] = self.tv_weight * total_variation(output) if self.tv_weight else content_sum.new_zeros(())
+        tv = total_variation(output, self.relative) if self.tv_weight else content_sum.new_zeros(())
+        terms["tv"] = self.tv_weight * tv
         terms["total"] = terms["content"] + terms["style"] + terms["tv"]
         return terms
