@@ -22,6 +22,9 @@ def optimize(
     style_layers: str = typer.Option(None, "--style-layers"),
     content_weight: float = typer.Option(None, "--content-weight"),
     style_weight: float = typer.Option(None, "--style-weight"),
+    loss_scale: str = typer.Option(
+        None, "--loss-scale", help="absolute (published recipes) or relative (each term a relative error)."
+    ),
     tv_weight: float = typer.Option(None, "--tv-weight"),
     style_size: int = typer.Option(None, "--style-size", help="Resize the style image's long side to this."),
     image_size: int = typer.Option(None, "--image-size", help="Resize the photo's long side to this first."),
@@ -46,7 +49,7 @@ def optimize(
     overrides = dict(
         style=_abs(style), preset=preset, vgg_weights=_abs(vgg_weights), loss_net=loss_net,
         content_layers=content_layers, style_layers=style_layers, content_weight=content_weight,
-        style_weight=style_weight, tv_weight=tv_weight, style_size=style_size, device=device,
+        style_weight=style_weight, tv_weight=tv_weight, loss_scale=loss_scale, style_size=style_size, device=device,
     )  # fmt: skip
     with user_errors():
         config = resolve(overrides)
@@ -75,10 +78,16 @@ def optimize(
 
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(encode(Photo(image), FORMAT_BY_SUFFIX.get(out.suffix.lower(), "PNG")), out)
-    first, last = result.losses[0], result.losses[-1]
+    first, best = result.first, result.best
     summary = {"out": str(out), "steps": steps, "method": method, "seconds": round(result.seconds, 2),
-               "first": first, "last": last}  # fmt: skip
+               "first": first, "last": best, "notes": result.notes,
+               "curve": [round(h["total"], 6) for h in result.losses]}  # fmt: skip
     if json_output:
         typer.echo(json.dumps(summary))
     else:
-        stderr.print(f"loss {first['total']:.4g} → {last['total']:.4g} in {result.seconds:.1f} s; wrote {out}")
+        for note in result.notes:
+            stderr.print(f"note: {note}", markup=False)
+        stderr.print(
+            f"loss {first['total']:.4g} → {best['total']:.4g} (best, step {best['step']}) in {result.seconds:.1f} s; "
+            f"wrote {out}"
+        )
