@@ -25,6 +25,7 @@ from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.image_io import ImageIO
 from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx, onnx_metadata, save_onnx
 from export.sources import load_source
+from runtime.channel_order import channel_order_note
 from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import sidecar_path
 from train.checkpoint import check_writable
@@ -58,7 +59,7 @@ def export_model(
     max_shape: str | None = None,
     workspace_gib: float = 4.0,
     timing_cache: str | Path | None = None,
-    channel_order: str = "rgb",
+    channel_order: str = "auto",
 ) -> ExportResult:
     """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars.
 
@@ -66,11 +67,11 @@ def export_model(
     """
     if io not in ("uint8", "float"):
         raise UserError(f"--io must be uint8 or float, not {io!r}")
-    if channel_order not in ("rgb", "bgr"):
-        raise UserError(f"--channel-order must be rgb or bgr, not {channel_order!r}")
+    if channel_order not in ("auto", "rgb", "bgr"):
+        raise UserError(f"--channel-order must be auto, rgb or bgr, not {channel_order!r}")
     if Path(model_path).suffix.lower() == ".onnx":
         return _export_foreign(Path(model_path), Path(out_dir), name, io, check, version, fp16, engine, channel_order)
-    if channel_order != "rgb":
+    if channel_order == "bgr":
         raise UserError("--channel-order applies to imported .onnx models only; our generators are RGB")
     source = load_source(model_path)
     out_dir = Path(out_dir)
@@ -166,8 +167,14 @@ def _export_foreign(
         original = onnx.load(path)
     except Exception as exc:  # protobuf raises DecodeError and others on a file that is not ONNX
         raise UserError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
+    guessed_note = None
+    if channel_order == "auto":
+        order, guessed_note = channel_order_note(path)
+        channel_order = order.lower()
     bgr = channel_order == "bgr"
     model, contract, notes = import_foreign(original, str(path), io, bgr)
+    if guessed_note:
+        notes.insert(0, guessed_note.replace("so it runs as", "so it is imported as"))
     check_writable(out_dir, "-o/--out")
     name = name or path.stem
     del model.metadata_props[:]

@@ -128,3 +128,63 @@ def test_a_fixed_batch_model_whose_names_clash_with_ours(tmp_path):
         np.zeros((3, 40, 50, 3), np.uint8)
     )  # batch 3 on a batch-1 model
     assert out.shape == (3, 40, 50, 3)
+
+
+def caffe_like_model(path, first: str, means: tuple[float, float, float], doc: str = ""):
+    """Opset 7, float NCHW 0–255, fixed 16×16: a first layer that subtracts `means` (as Caffe-era models do), then
+    a layer that undoes it and saturates the model's third channel, so the output tells which order was fed."""
+    inits = [helper.make_tensor("keep", TensorProto.FLOAT, [1, 3, 1, 1], [1.0, 1.0, 0.0]),
+             helper.make_tensor("third", TensorProto.FLOAT, [1, 3, 1, 1], [0.0, 0.0, 255.0])]  # fmt: skip
+    if first == "ImageScaler":
+        nodes = [helper.make_node("ImageScaler", ["x"], ["centered"], scale=1.0, bias=[-m for m in means])]
+    else:
+        inits.append(helper.make_tensor("means", TensorProto.FLOAT, [1, 3, 1, 1], list(means)))
+        nodes = [helper.make_node("Sub", ["x", "means"], ["centered"])]
+    inits.append(helper.make_tensor("back", TensorProto.FLOAT, [1, 3, 1, 1], list(means)))
+    nodes += [helper.make_node("Add", ["centered", "back"], ["restored"]),
+              helper.make_node("Mul", ["restored", "keep"], ["kept"]),
+              helper.make_node("Add", ["kept", "third"], ["y"])]  # fmt: skip
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    x.doc_string = doc
+    graph = helper.make_graph(nodes, "caffe_like", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT,
+                              [1, 3, 16, 16])], inits)  # fmt: skip
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 7)], ir_version=4), path)
+    return path
+
+
+BGR_MEANS = (103.939, 116.779, 123.68)
+
+
+@pytest.mark.parametrize("first", ["ImageScaler", "Sub"])
+def test_a_caffe_bgr_model_without_metadata_runs_as_bgr_and_says_why(tmp_path, first):
+    from runtime import Stylizer
+
+    path = caffe_like_model(tmp_path / "bgr.onnx", first, BGR_MEANS)
+    stylizer = Stylizer.load(path)
+    assert stylizer.contract.channels == "BGR"
+    assert any("subtracts Caffe's ImageNet means in BGR order" in note for note in stylizer.notes), stylizer.notes
+    out = stylizer(np.zeros((16, 16, 3), np.uint8))
+    assert tuple(out[0, 0]) == (255, 0, 0)  # the model's third channel is red in BGR
+    # and the same model with the means in RGB order is run as RGB
+    rgb = Stylizer.load(caffe_like_model(tmp_path / "rgb.onnx", first, BGR_MEANS[::-1]))
+    assert rgb.contract.channels == "RGB" and tuple(rgb(np.zeros((16, 16, 3), np.uint8))[0, 0]) == (0, 0, 255)
+    # `toolkit export` records what it found (auto is the default); --no-check: this toy has no instance norm
+    result = CliRunner().invoke(app, ["export", str(path), "-o", str(tmp_path / "out"), "--no-check"])
+    assert result.exit_code == 0, result.output
+    assert "so it is imported as BGR" in result.stderr
+    exported = Stylizer.load(tmp_path / "out" / "bgr.onnx")  # wrapped with our RGB contract, or kept as BGR
+    assert tuple(exported(np.zeros((16, 16, 3), np.uint8))[0, 0]) == (255, 0, 0)
+
+
+def test_a_model_whose_graph_does_not_show_its_channel_order_is_run_as_rgb_with_a_pointer(tmp_path):
+    from runtime import Stylizer
+
+    path = caffe_like_model(tmp_path / "plain.onnx", "Sub", (10.0, 20.0, 30.0))
+    stylizer = Stylizer.load(path)
+    assert stylizer.contract.channels == "RGB"
+    assert any("--channel-order bgr" in note for note in stylizer.notes), stylizer.notes
+    described = Stylizer.load(caffe_like_model(tmp_path / "doc.onnx", "Sub", (10.0, 20.0, 30.0), "Image in BGR."))
+    assert described.contract.channels == "BGR"
+    assert any("input's description says BGR" in note for note in described.notes)
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model", str(path)])
+    assert "--channel-order bgr" in result.stderr

@@ -30,7 +30,9 @@ def export(
     workspace: float = typer.Option(4.0, "--workspace", help="TensorRT builder workspace limit, GiB."),
     timing_cache: Path = typer.Option(None, "--timing-cache", help="Timing cache reused across builds."),
     channel_order: str = typer.Option(
-        "rgb", "--channel-order", help="Of an imported .onnx model: rgb, or bgr (Caffe/WinML models)."
+        "auto",
+        "--channel-order",
+        help="Of an imported .onnx model: auto (what its graph shows, else rgb), rgb, or bgr (Caffe/WinML models).",
     ),
     triton: Path = typer.Option(
         None, "--triton", help="Also write a Triton model repository here: REPO/NAME/config.pbtxt + 1/model.*"

@@ -50,6 +50,7 @@ class OnnxRuntimeBackend(Backend):
                 self.contract = Contract.from_graph(inputs[0].name, outputs[0].name, inputs[0].type, inputs[0].shape)
             except ValueError as exc:
                 raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
+            self.guess_channel_order(path)
         batch_dim = inputs[0].shape[0] if inputs[0].shape else None
         if isinstance(batch_dim, int) and batch_dim > 0:
             self.contract = dataclasses.replace(self.contract, max_batch=batch_dim)

@@ -48,6 +48,7 @@ class OpenVinoBackend(Backend):
                                                     shape)  # fmt: skip
             except ValueError as exc:
                 raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
+            self.guess_channel_order(path)
         self._requests: OrderedDict[tuple, object] = OrderedDict()
 
     def _request(self, shape: tuple):
