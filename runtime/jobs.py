@@ -272,9 +272,8 @@ def run_images(
                 return
             items = list(batch)
             batch.clear()
-            inferring.append(
-                (items, inferrers.submit(stylizer.stylize_arrays, [p.rgb for _, p, _ in items], batch_size))
-            )
+            rgbs, alphas = [p.rgb for _, p, _ in items], [p.alpha for _, p, _ in items]
+            inferring.append((items, inferrers.submit(stylizer.stylize_arrays, rgbs, batch_size, alphas)))
             while len(inferring) >= in_flight:
                 collect_inferred(block=True)
 

@@ -107,9 +107,13 @@ def open_backend(
 
 
 def _with_tiles(backend: Backend, tile: str | int) -> Backend:
+    """The ONNX Runtime backend wrapped so that it can take instance-norm statistics from outside: tiles for large
+    photos, and cut-outs normalized by their opaque pixels ("off": no tiles, the second use only)."""
     from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, TiledBackend, TilingUnavailable
 
-    if tile == "auto":
+    if tile == "off":
+        side, above = DEFAULT_TILE, float("inf")
+    elif tile == "auto":
         side, above = DEFAULT_TILE, DEFAULT_TILE_ABOVE
     else:
         try:
@@ -120,7 +124,7 @@ def _with_tiles(backend: Backend, tile: str | int) -> Backend:
     try:
         return TiledBackend.wrap(backend, side, above)
     except TilingUnavailable as exc:
-        if tile != "auto":
+        if tile not in ("auto", "off"):
             raise ModelError(f"--tile {tile}: {exc}") from None
         return backend  # foreign and fixed-size models simply run whole
     except ValueError as exc:
@@ -164,9 +168,11 @@ class Stylizer:
         `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
         available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
-        runs every image whole."""
+        runs every image whole. Cut-outs (alpha) are normalized by their opaque pixels on ONNX Runtime with our
+        exports; other backends see them on mid-grey."""
         chosen, notes = open_backend(model, backend, device)
-        if tile != "off" and chosen.name == "onnxruntime":
+        notes.extend(chosen.notes)
+        if chosen.name == "onnxruntime":
             chosen = _with_tiles(chosen, tile)
         elif tile not in ("off", "auto"):
             notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")
@@ -226,12 +232,33 @@ class Stylizer:
             out = np.clip(np.rint(out), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(out)
 
-    def _run_same_size(self, images: list[np.ndarray]) -> list[np.ndarray]:
+    def _run_same_size(self, images: list[np.ndarray], alphas: list[np.ndarray] | None = None) -> list[np.ndarray]:
+        """Equally sized images; `alphas` (H×W uint8 each) marks them as cut-outs, run as `_run_cutouts` says."""
         step = self.contract.max_batch or len(images)
         if len(images) > step:  # a model with a fixed batch size takes the images a few at a time
-            return [out for i in range(0, len(images), step) for out in self._run_same_size(images[i : i + step])]
-        outputs = self._from_model(self.backend.run(self.model_input(images)))
+            return [
+                out
+                for i in range(0, len(images), step)
+                for out in self._run_same_size(images[i : i + step], alphas[i : i + step] if alphas else None)
+            ]
+        if alphas is not None:
+            outputs = self._run_cutouts(images, alphas)
+        else:
+            outputs = self._from_model(self.backend.run(self.model_input(images)))
         return [self._finish(image, out) for image, out in zip(images, outputs, strict=True)]
+
+    def _run_cutouts(self, images: list[np.ndarray], alphas: list[np.ndarray]) -> np.ndarray:
+        """Cut-outs: the transparent area (often black underneath) would enter instance norm's statistics and wash
+        the subject out. The network sees the subject on mid-grey, and where the backend takes statistics from
+        outside (ONNX Runtime with our exports), each layer's statistics come from the opaque pixels alone, weighed
+        by opacity; elsewhere the grey counts as background, as if the subject were pasted on it."""
+        weights = np.stack(alphas).astype(np.float32) / 255.0
+        on_grey = np.stack(images) * weights[..., None] + 128.0 * (1.0 - weights[..., None])
+        on_grey = np.clip(np.rint(on_grey), 0, 255).astype(np.uint8)
+        run_masked = getattr(self.backend, "run_masked", None)
+        if run_masked is None or self.contract.fixed_size:
+            return self._from_model(self.backend.run(self.model_input(list(on_grey))))
+        return self._from_model(run_masked(self.model_input(list(on_grey)), weights))
 
     def _finish(self, original: np.ndarray, out: np.ndarray) -> np.ndarray:
         out = self._unfit(out, *original.shape[:2])
@@ -240,23 +267,35 @@ class Stylizer:
         return blend(original, out, self.strength)
 
     # -- public -------------------------------------------------------------------------------------------------
-    def stylize_arrays(self, images: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
-        """H×W×3 uint8 RGB arrays → stylized arrays of the same sizes; images of one size run as one batch."""
+    def stylize_arrays(
+        self, images: list[np.ndarray], batch_size: int = 8, alphas: list[np.ndarray | None] | None = None
+    ) -> list[np.ndarray]:
+        """H×W×3 uint8 RGB arrays → stylized arrays of the same sizes; images of one size run as one batch.
+        `alphas`: an H×W uint8 opacity per image (or None): a cut-out is normalized by its opaque part only."""
         results: list[np.ndarray | None] = [None] * len(images)
-        by_size: dict[tuple[int, int], list[int]] = {}
+        alphas = alphas if alphas is not None else [None] * len(images)
+        groups: dict[tuple[int, int, bool], list[int]] = {}
         for index, image in enumerate(images):
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise ValueError(f"expected H×W×3 uint8 RGB arrays, got {image.shape} {image.dtype}")
-            by_size.setdefault(image.shape[:2], []).append(index)
-        for indices in by_size.values():
+            alpha = alphas[index]
+            if alpha is not None and alpha.shape != image.shape[:2]:
+                raise ValueError(f"alpha of shape {alpha.shape} for an image of {image.shape[:2]}")
+            cutout = alpha is not None and bool(alpha.min() < 255)
+            groups.setdefault((*image.shape[:2], cutout), []).append(index)
+        for (_, _, cutout), indices in groups.items():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                for index, out in zip(chunk, self._run_same_size([images[i] for i in chunk]), strict=True):
+                chunk_alphas = [alphas[i] for i in chunk] if cutout else None
+                outputs = self._run_same_size([images[i] for i in chunk], chunk_alphas)  # type: ignore[arg-type]
+                for index, out in zip(chunk, outputs, strict=True):
                     results[index] = out
         return results  # type: ignore[return-value]
 
     def __call__(self, image):
-        """A PIL image, an H×W×3 uint8 array, an N×H×W×3 batch, or a list of those; returns the same kind."""
+        """A PIL image, an H×W×3 (or RGBA H×W×4) uint8 array, an N×H×W×3 batch, or a list of those; returns the
+        same kind. Transparent pictures (PIL with alpha, RGBA arrays) keep their alpha and are normalized by their
+        opaque part."""
         if isinstance(image, (list, tuple)):
             return [self(item) for item in image]
         if isinstance(image, Image.Image):
@@ -266,13 +305,16 @@ class Stylizer:
             return np.stack(self.stylize_arrays(list(array)))
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
+        if array.ndim == 3 and array.shape[2] == 4:  # RGBA: a cut-out, its alpha kept
+            rgb = self.stylize_arrays([np.ascontiguousarray(array[..., :3])], alphas=[array[..., 3]])[0]
+            return np.dstack([rgb, array[..., 3]])
         return self.stylize_arrays([array])[0]
 
     def _stylize_pil(self, image: Image.Image) -> Image.Image:
         from runtime.images import Photo, photo_from_pil
 
         photo: Photo = photo_from_pil(image)
-        rgb = self.stylize_arrays([photo.rgb])[0]
+        rgb = self.stylize_arrays([photo.rgb], alphas=[photo.alpha])[0]
         if photo.alpha is not None:
             return Image.fromarray(np.dstack([rgb, photo.alpha]), "RGBA")
         return Image.fromarray(rgb, "RGB")

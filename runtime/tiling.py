@@ -7,9 +7,13 @@ instance normalization" of Chen et al., AAAI 2022), and every tile is normalized
 fixed the network is a plain convolutional network, so overlapping the tiles by its receptive field makes the tiled
 output equal to the untiled one; the approximation is only that the statistics come from the thumbnail.
 
-Two graphs are derived from the exported ONNX model, in memory, with the `onnx` package:
+The same two graphs give cut-outs (images with alpha) the statistics of the subject alone: a masked stats graph
+weighs every pixel by its opacity (the alpha, resized to each layer's resolution), so the transparent area, whatever
+RGB it holds, does not enter the mean and variance, and the picture then runs with those statistics.
+
+Derived from the exported ONNX model, in memory, with the `onnx` package:
 - the stats graph: the model up to its last instance norm, outputting every layer's per-channel mean and variance
-  (N×S, float32);
+  (N×S, float32); its masked variant takes the opacity (N×1×H×W, 0–1) as a second input;
 - the tile graph: the model with each InstanceNormalization replaced by (x − mean) / sqrt(var + ε) · scale + bias,
   taking the N×S statistics as a second input.
 """
@@ -24,6 +28,7 @@ from PIL import Image
 from runtime.backends.base import Backend
 
 STATS = "tile_stats"
+WEIGHTS = "tile_weights"  # the masked stats graph's second input: per-pixel weight (opacity) N×1×H×W in 0–1
 # How far (in input pixels) one output pixel sees, rounded up to a multiple of 4. Johnson: 9×9 conv (4), two stride-2
 # 3×3 convs (1 + 2), ten 3×3 convs at 1/4 scale (40), two 3×3 convs after upsampling (2 + 1), 9×9 conv (4) = 54.
 # Texture net: three 3×3 convs at 1/32 after 32×32 average pooling, then three more at each finer scale ≈ 220.
@@ -102,7 +107,39 @@ def _measure(xs: list[str], output: str) -> list:
     return nodes
 
 
-def stats_graph(model_bytes: bytes) -> bytes:
+def _measure_weighted(xs: list[str], output: str) -> list:
+    """Like `_measure`, with each pixel weighted by WEIGHTS resized to the layer's H×W (antialiased bilinear, so a
+    stride-2 layer sees the mean opacity of the pixels it covers): Σw·x/Σw and Σw·(x − mean)²/Σw."""
+    from onnx import helper
+
+    parts, nodes = [], []
+    for k, x in enumerate(xs):
+        p = f"{output}_{k}"
+        nodes += [
+            helper.make_node("Shape", [x], [f"{p}_shape"], start=2),
+            helper.make_node("Concat", ["tile_weights_n1", f"{p}_shape"], [f"{p}_sizes"], axis=0),
+            helper.make_node("Resize", [WEIGHTS, "", "", f"{p}_sizes"], [f"{p}_w"], mode="linear", antialias=1),
+            helper.make_node("ReduceSum", [f"{p}_w", "tile_axes_hw"], [f"{p}_wsum_raw"], keepdims=1),
+            helper.make_node("Max", [f"{p}_wsum_raw", "tile_weight_floor"], [f"{p}_wsum"]),
+            helper.make_node("Mul", [x, f"{p}_w"], [f"{p}_wx"]),
+            helper.make_node("ReduceSum", [f"{p}_wx", "tile_axes_hw"], [f"{p}_wxsum"], keepdims=1),
+            helper.make_node("Div", [f"{p}_wxsum", f"{p}_wsum"], [f"{p}_mean4"]),
+            helper.make_node("Sub", [x, f"{p}_mean4"], [f"{p}_centered"]),
+            helper.make_node("Mul", [f"{p}_centered", f"{p}_centered"], [f"{p}_squared"]),
+            helper.make_node("Mul", [f"{p}_squared", f"{p}_w"], [f"{p}_wsquared"]),
+            helper.make_node("ReduceSum", [f"{p}_wsquared", "tile_axes_hw"], [f"{p}_wsqsum"], keepdims=1),
+            helper.make_node("Div", [f"{p}_wsqsum", f"{p}_wsum"], [f"{p}_var4"]),
+            helper.make_node("Squeeze", [f"{p}_mean4", "tile_axes_hw"], [f"{p}_mean"]),
+            helper.make_node("Squeeze", [f"{p}_var4", "tile_axes_hw"], [f"{p}_var"]),
+        ]
+        parts += [f"{p}_mean", f"{p}_var"]
+    nodes.append(helper.make_node("Concat", parts, [output], axis=1))
+    return nodes
+
+
+def stats_graph(model_bytes: bytes, masked: bool = False) -> bytes:
+    """The model up to its last instance norm, returning every layer's statistics (N×S). `masked`: a second input
+    WEIGHTS (N×1×H×W, float 0–1) weighs each pixel, so only the opaque part of a cut-out counts."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -111,7 +148,14 @@ def stats_graph(model_bytes: bytes) -> bytes:
     stats_layout(model)
     graph = model.graph
     graph.initializer.append(helper.make_tensor("tile_axes_hw", TensorProto.INT64, [2], [2, 3]))
-    graph.node.extend(_measure([node.input[0] for node in norms], STATS))  # last, so that every X exists
+    xs = [node.input[0] for node in norms]
+    if masked:
+        graph.input.append(helper.make_tensor_value_info(WEIGHTS, TensorProto.FLOAT, ["N", 1, "H", "W"]))
+        graph.initializer.append(helper.make_tensor("tile_weight_floor", TensorProto.FLOAT, [], [1e-6]))
+        graph.node.append(helper.make_node("Shape", [WEIGHTS], ["tile_weights_n1"], end=2))
+        graph.node.extend(_measure_weighted(xs, STATS))  # last, so that every X exists
+    else:
+        graph.node.extend(_measure(xs, STATS))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(STATS, TensorProto.FLOAT, ["N", "S"]))
     _prune(graph, [STATS])
@@ -205,6 +249,7 @@ class TiledBackend(Backend):
         self.tile, self.tile_above, self.stats_pixels = tile, tile_above, stats_pixels
         self.margin = RECEPTIVE_MARGIN[arch]
         self._sessions = None
+        self._masked_session = None
 
     @property
     def session(self):
@@ -225,16 +270,34 @@ class TiledBackend(Backend):
             self._sessions = (self.inner.session_like(stats_graph(data)), self.inner.session_like(tile_graph(data)))
         return self._sessions
 
-    def stats(self, batch: np.ndarray) -> np.ndarray:
-        """Every instance norm's mean and variance, measured on a thumbnail of each image (N×S float32)."""
+    def stats(self, batch: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """Every instance norm's mean and variance, measured on a thumbnail of each image (N×S float32). `weights`
+        (N×H×W, 0–1): each pixel counts that much (a cut-out's opacity); None: every pixel counts fully."""
         _, h, w, _ = batch.shape
         scale = min(1.0, (self.stats_pixels / (h * w)) ** 0.5)
         size = (max(self.contract.min_size, round(w * scale)), max(self.contract.min_size, round(h * scale)))
-        thumbs = np.stack(
-            [np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS)) for image in batch]
-        )
+
+        def thumbnails(images: np.ndarray) -> np.ndarray:
+            if size == (w, h):
+                return images
+            return np.stack([np.asarray(Image.fromarray(i).resize(size, Image.Resampling.LANCZOS)) for i in images])
+
         stats_session, _ = self._open()
-        return stats_session.run(None, {stats_session.get_inputs()[0].name: thumbs}, _release_memory_after())[0]
+        feeds = {stats_session.get_inputs()[0].name: thumbnails(batch)}
+        if weights is not None:
+            stats_session = self._masked()
+            feeds[WEIGHTS] = np.ascontiguousarray(thumbnails(weights.astype(np.float32))[:, None])
+        return stats_session.run(None, feeds, _release_memory_after())[0]
+
+    def _masked(self):
+        if self._masked_session is None:
+            self._masked_session = self.inner.session_like(stats_graph(Path(self.inner.path).read_bytes(), True))
+        return self._masked_session
+
+    def run_masked(self, batch: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Run `batch` with instance-norm statistics taken from each pixel in proportion to `weights` (N×H×W,
+        0–1): a cut-out is normalized by its subject alone. In tiles when the images are large."""
+        return self.run_tiles(batch, self.stats(batch, weights))
 
     def run_tiles(self, batch: np.ndarray, stats: np.ndarray) -> np.ndarray:
         _, tile_session = self._open()
@@ -254,5 +317,5 @@ class TiledBackend(Backend):
         return self.run_tiles(batch, self.stats(batch))
 
     def close(self) -> None:
-        self._sessions = None
+        self._sessions = self._masked_session = None
         self.inner.close()

@@ -91,8 +91,8 @@ def test_small_images_run_whole_and_large_ones_in_tiles(model, monkeypatch):
 
 def test_tile_option_is_checked(model, tmp_path):
     arch, path = model
-    with Stylizer.load(path, device="cpu", tile="off") as stylizer:
-        assert not isinstance(stylizer.backend, TiledBackend)
+    with Stylizer.load(path, device="cpu", tile="off") as stylizer:  # never tiles; still takes cut-out statistics
+        assert stylizer.backend.tile_above == float("inf")
     with Stylizer.load(path, device="cpu", tile="128") as stylizer:
         assert (stylizer.backend.tile, stylizer.backend.tile_above) == (128, 128 * 128)
     if arch == "texture":  # 32× average pooling: tiles must start on its grid
@@ -141,3 +141,46 @@ def test_a_fixed_size_foreign_model_cannot_be_tiled(tmp_path):
     result = CliRunner().invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--model",
                                       str(tmp_path / "f.onnx"), "--tile", "64"])  # fmt: skip
     assert_one_line_error(result, "--tile 64: only models with uint8")
+
+
+def test_masked_statistics_are_the_whole_images_when_all_is_opaque_and_the_subjects_otherwise(model):
+    arch, path = model
+    data = path.read_bytes()
+    onnx.checker.check_model(onnx.load_from_string(stats_graph(data, masked=True)), full_check=True)
+    tiled = TiledBackend(OnnxRuntimeBackend(path, "cpu"), arch, tile=4096, tile_above=0)
+    image = photo_like((96, 160), 5)[None]
+    whole = tiled.stats(image)
+    assert np.array_equal(tiled.stats(image, np.ones((1, 96, 160), np.float32)), whole)
+    left = np.zeros((1, 96, 160), np.float32)
+    left[:, :, :80] = 1  # only the left half is opaque
+    masked = tiled.stats(image, left)
+    crop = tiled.stats(np.ascontiguousarray(image[:, :, :80]))  # the left half as a picture of its own
+    scale = np.abs(crop).mean()
+    assert np.abs(masked - crop).mean() < 0.05 * scale  # the convolutions still see across the cut: not exact
+    assert np.abs(whole - crop).mean() > 2 * np.abs(masked - crop).mean()
+
+
+def test_a_cut_out_is_normalized_by_its_subject_whatever_lies_under_the_transparency(model):
+    _, path = model
+    from PIL import Image
+
+    rgb = photo_like((96, 128), 9)
+    alpha = np.zeros((96, 128), np.uint8)
+    alpha[20:80, 30:100] = 255
+    alpha[18:20, 30:100] = 128  # a soft edge
+    other = rgb.copy()
+    other[alpha == 0] = np.random.default_rng(0).integers(0, 256, (int((alpha == 0).sum()), 3))
+    with Stylizer.load(path, device="cpu") as stylizer:
+        black = rgb.copy()
+        black[alpha == 0] = 0
+        a = stylizer(np.dstack([black, alpha]))
+        b = stylizer(np.dstack([other, alpha]))
+        assert a.shape == (96, 128, 4) and np.array_equal(a[..., 3], alpha)
+        assert np.array_equal(a, b)  # hidden pixels do not count
+        old = stylizer(black)  # the black under the transparency entering the statistics, as before
+        opaque = alpha == 255
+        assert np.abs(old[opaque].astype(int) - a[..., :3][opaque]).mean() > 2
+        pil = stylizer(Image.fromarray(np.dstack([black, alpha]), "RGBA"))
+        assert pil.mode == "RGBA" and np.array_equal(np.asarray(pil), a)
+        full = np.full((96, 128), 255, np.uint8)  # an alpha that is all opaque changes nothing
+        assert np.array_equal(stylizer(np.dstack([rgb, full]))[..., :3], stylizer(rgb))
