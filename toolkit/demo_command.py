@@ -6,33 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from PIL import Image, ImageDraw
 
+from toolkit.contact_sheet import contact_sheet
 from toolkit.reporting import stderr, user_errors
 
 DEMO_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
-THUMB = 256
-
-
-def _thumb(rgb: np.ndarray, side: int) -> Image.Image:
-    image = Image.fromarray(rgb)
-    image.thumbnail((side, side), Image.Resampling.LANCZOS)
-    cell = Image.new("RGB", (side, side), (255, 255, 255))
-    cell.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
-    return cell
-
-
-def contact_sheet(rows: list[list[np.ndarray]], titles: list[str], cell: int = THUMB) -> Image.Image:
-    """A grid: one row per photo, the original then one column per style, with column titles on top."""
-    header = 24
-    sheet = Image.new("RGB", (cell * len(titles), header + cell * len(rows)), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for col, title in enumerate(titles):
-        draw.text((col * cell + 8, 6), title, fill=(0, 0, 0))
-    for row, images in enumerate(rows):
-        for col, rgb in enumerate(images):
-            sheet.paste(_thumb(rgb, cell), (col * cell, header + row * cell))
-    return sheet
 
 
 def demo(
@@ -48,7 +26,12 @@ def demo(
     with user_errors():
         photos = sample_photos(DEMO_PHOTOS)
         try:
-            chosen = [find_style(n.strip()) for n in styles.split(",")] if styles else bundled_styles()
+            # the default style first: it is what `toolkit run` uses when no model is named
+            chosen = (
+                [find_style(n.strip()) for n in styles.split(",")]
+                if styles
+                else sorted(bundled_styles(), key=lambda s: not s.is_default)
+            )
         except ValueError as exc:
             raise ModelError(str(exc)) from None
         if not chosen:

@@ -19,7 +19,9 @@ def styles(json_output: bool = typer.Option(False, "--json", help="One JSON obje
             continue
         mark = " (default)" if style.is_default else ""
         trained = record.get("training", {})
-        detail = f"{record.get('style_image', '?')}, {trained.get('steps', '?')} steps on {record.get('machine', '?')}"
+        image = str(record.get("style_image", "?")).split(" ")[0]  # the file's name only: users do not have it
+        painting = f" ({record['painting']})" if record.get("painting") else ""
+        detail = f"after {image}{painting}; {trained.get('steps', '?')} training steps on {record.get('machine', '?')}"
         typer.echo(f"{style.name}{mark}: {detail}")
     if not found and not json_output:
         typer.echo("no bundled styles are installed")

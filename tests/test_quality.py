@@ -1,0 +1,92 @@
+"""The quality yardstick's metrics on small synthetic cases whose answer is known."""
+
+import numpy as np
+import pytest
+import torch
+from skimage.metrics import structural_similarity
+
+from tests.helpers import photo_like, random_vgg_state
+from train.quality import GramCloseness, halo, palette_distance, periodicity, ssim, stripe_share
+
+
+def grey(size=(128, 128), level=128) -> np.ndarray:
+    return np.full((*size, 3), level, np.uint8)
+
+
+def stripes(size=(128, 128), period=7.0, amplitude=20.0, angle=45.0) -> np.ndarray:
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    t = np.deg2rad(angle)
+    wave = 128 + amplitude * np.sin(2 * np.pi * (xx * np.cos(t) + yy * np.sin(t)) / period)
+    return np.repeat(wave[..., None], 3, 2).astype(np.uint8)
+
+
+def test_ssim_is_skimages_and_an_identity_model_keeps_ssim_1():
+    photo = photo_like((90, 120), 0)
+    noisy = np.clip(photo.astype(int) + np.random.default_rng(1).integers(-40, 40, photo.shape), 0, 255)
+    noisy = noisy.astype(np.uint8)
+    luma = lambda x: x.astype(np.float64) @ [0.299, 0.587, 0.114]  # noqa: E731
+    assert ssim(photo, noisy) == pytest.approx(structural_similarity(luma(photo), luma(noisy), data_range=255))
+    assert ssim(photo, photo) == pytest.approx(1.0)
+    assert ssim(photo, noisy) < 0.9
+
+
+def test_palette_distance_zero_for_the_same_colours_and_far_for_other_ones():
+    photo = photo_like((80, 80), 2)
+    shuffled = np.random.default_rng(0).permutation(photo.reshape(-1, 3)).reshape(photo.shape)
+    assert palette_distance(photo, shuffled) < 1.5  # same colours, other places: the palette is the same
+    red = np.zeros_like(photo)
+    red[..., 0] = 220
+    assert palette_distance(photo, red) > 40
+    # an identity "model" is as far from a painting's palette as the photo itself
+    assert palette_distance(photo, red) == palette_distance(photo.copy(), red)
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[:10] = True
+    assert palette_distance(red, red, mask_a=mask) == 0
+
+
+def test_stripes_in_flat_regions_are_detected_and_noise_or_strokes_are_not():
+    flat = grey()
+    assert stripe_share(flat, stripes()).share == 1.0
+    assert stripe_share(flat, stripes(period=12, angle=0)).share == 1.0
+    noise = np.clip(128 + 20 * np.random.default_rng(0).normal(size=(128, 128, 1)), 0, 255).astype(np.uint8)
+    assert stripe_share(flat, np.repeat(noise, 3, 2)).share == 0.0
+    assert stripe_share(flat, flat).share == 0.0  # no pattern at all
+    faint = stripes(amplitude=1.0)
+    assert stripe_share(flat, faint).share == 0.0  # too faint to see
+    # a photo with no flat region has nothing to judge
+    busy = photo_like((128, 128), 3)
+    busy = np.clip(busy.astype(int) + np.random.default_rng(2).integers(-30, 30, busy.shape), 0, 255).astype(np.uint8)
+    report = stripe_share(busy, stripes())
+    assert report.flat_tiles == 0 and np.isnan(report.share)
+    assert periodicity(stripes()[:32, :32, 0].astype(float)) > 0.8
+    # a faint pattern of the photo's own (JPEG blocks, a weave) that the output keeps is not the model's doing
+    woven = stripes(period=8, amplitude=4.0, angle=0)
+    assert stripe_share(woven, woven).flat_tiles > 0 and stripe_share(woven, woven).share == 0.0
+    assert stripe_share(woven, stripes(period=7, amplitude=20)).share == 1.0
+
+
+def test_a_white_outline_round_a_figure_is_a_halo_and_a_dark_one_is_not():
+    photo = grey((160, 160), 170)
+    yy, xx = np.mgrid[:160, :160]
+    r = np.hypot(yy - 80, xx - 80)
+    photo[r < 35] = 40  # a dark figure on a light backdrop
+    assert halo(photo, photo) == pytest.approx(0.0)
+    bright = photo.copy()
+    bright[(r >= 37) & (r <= 41)] = 250
+    assert halo(photo, bright) > 20
+    dark = photo.copy()
+    dark[(r >= 37) & (r <= 41)] = 60
+    assert halo(photo, dark) < -20
+    # a global brightening is not a halo
+    assert halo(photo, np.clip(photo.astype(int) + 30, 0, 255).astype(np.uint8)) == pytest.approx(0.0, abs=0.5)
+
+
+def test_gram_closeness_is_zero_for_the_painting_and_larger_for_a_photo(tmp_path):
+    weights = tmp_path / "vgg19_r31.pth"
+    torch.save(random_vgg_state(5, "vgg19"), weights)
+    judge = GramCloseness(str(weights), scales=(96, 48))
+    painting = photo_like((96, 80), 7)
+    judge.set_painting(painting)
+    assert judge(painting) == pytest.approx(0.0, abs=1e-6)
+    assert judge(photo_like((64, 96), 8)) > 0.05
+    assert set(judge.per_scale(painting)) == {96, 48}
