@@ -82,8 +82,10 @@ def build_engine(
     profile: ShapeProfile,
     workspace_gib: float,
     timing_cache: Path | None,
+    notes: list[str] | None = None,
 ) -> dict:
-    """Build and write `engine_path` and its sidecar; returns the sidecar."""
+    """Build and write `engine_path` and its sidecar; returns the sidecar. What the user should know about the
+    build (a timing cache that could not be used) is appended to `notes`."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -99,8 +101,13 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gib * (1 << 30)))
     cache_bytes = timing_cache.read_bytes() if timing_cache and timing_cache.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, ignore_mismatch=False)  # timings from another GPU are not reused
+    # Timings from another GPU or TensorRT version are not reused: set_timing_cache refuses them (False), and the
+    # build then starts a fresh cache, which replaces the old file.
+    if not config.set_timing_cache(config.create_timing_cache(cache_bytes), ignore_mismatch=False):
+        if notes is not None:
+            notes.append(f"timing cache {timing_cache} was made on another GPU or TensorRT version; starting a new one")
+        if not config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False):
+            raise UserError("TensorRT refused an empty timing cache; pass --timing-cache with a new file name")
     optimization_profile = builder.create_optimization_profile()
     shapes = profile.input_shapes(io)
     optimization_profile.set_shape(INPUT_NAME, *shapes)
@@ -108,9 +115,10 @@ def build_engine(
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise UserError(f"TensorRT failed to build an engine from {onnx_path} (see its log above)")
-    write_atomic(engine_path, bytes(plan))
-    if timing_cache:
-        write_atomic(timing_cache, bytes(config.get_timing_cache().serialize()))
+    write_atomic(bytes(plan), engine_path)
+    built_cache = config.get_timing_cache()
+    if timing_cache and built_cache is not None:
+        write_atomic(bytes(built_cache.serialize()), timing_cache)
     name, capability = gpu_identity()
     metadata = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     sidecar = {
@@ -124,5 +132,5 @@ def build_engine(
         "onnx": {"file": onnx_path.name, "sha256": hashlib.sha256(onnx_path.read_bytes()).hexdigest()},
         "built": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    write_atomic(sidecar_path(engine_path), (json.dumps(sidecar, indent=2) + "\n").encode())
+    write_atomic((json.dumps(sidecar, indent=2) + "\n").encode(), sidecar_path(engine_path))
     return sidecar

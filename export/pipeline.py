@@ -128,7 +128,7 @@ def export_model(
         final = onnx_path.with_suffix(".engine")
         staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
         try:
-            sidecar = build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache)
+            sidecar = build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache, result.notes)
             if check:
                 sizes = [_clip_to_profile((2, h, w), profile) for h, w in PARITY_SIZES]
                 engine_check = check_engine(staging, fp32, io, sizes)

@@ -9,8 +9,7 @@ def check(result):
 
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != cudart.cudaError_t.cudaSuccess:
-        name = cudart.cudaGetErrorName(err)[1]
-        raise RuntimeError(f"CUDA error {name.decode() if isinstance(name, bytes) else name}")
+        raise RuntimeError(f"CUDA error {error_name(err)}")
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -36,6 +35,29 @@ def tensorrt_unavailable() -> str | None:
     except ImportError:
         return "cuda-python is not installed (pip install cuda-python)"
     err, count = cudart.cudaGetDeviceCount()
-    if err != cudart.cudaError_t.cudaSuccess or count == 0:
-        return "no CUDA GPU is visible"
-    return None
+    if err == cudart.cudaError_t.cudaSuccess:
+        return None if count else "no CUDA GPU is visible"
+    return cuda_start_failure(err)
+
+
+def cuda_start_failure(err) -> str:
+    """What an error from cudaGetDeviceCount means for the user, with the error's own name."""
+    from cuda.bindings import runtime as cudart
+
+    name = error_name(err)
+    errors = cudart.cudaError_t
+    if err == errors.cudaErrorInsufficientDriver:
+        return (
+            f"the NVIDIA driver is older than this cuda-python's CUDA needs ({name}): update the driver, or install "
+            "the cuda-python release for the CUDA version the driver supports (nvidia-smi shows it)"
+        )
+    if err == errors.cudaErrorNoDevice:
+        return f"no CUDA GPU is visible ({name}; check CUDA_VISIBLE_DEVICES and nvidia-smi)"
+    return f"CUDA cannot start ({name})"
+
+
+def error_name(err) -> str:
+    from cuda.bindings import runtime as cudart
+
+    name = cudart.cudaGetErrorName(err)[1]
+    return name.decode() if isinstance(name, bytes) else str(name)

@@ -153,6 +153,7 @@ class Stylizer:
         self.strength = strength
         self.preserve_color = preserve_color
         self.notes = list(notes)
+        self._reported: set[str] = set()
 
     @classmethod
     def load(
@@ -188,6 +189,13 @@ class Stylizer:
             return cls(TritonBackend(url, model_name), strength, preserve_color)
         except (BackendUnavailable, ValueError) as exc:
             raise ModelError(str(exc)) from None
+
+    def fresh_notes(self) -> list[str]:
+        """Notes on how the model runs (a backend passed over, a guessed channel order, a fallback for images the
+        backend cannot take) that this method has not returned before: call it after loading and after a job."""
+        new = [n for n in dict.fromkeys([*self.notes, *self.backend.notes]) if n not in self._reported]
+        self._reported.update(new)
+        return new
 
     @property
     def backend_name(self) -> str:

@@ -255,6 +255,10 @@ class TiledBackend(Backend):
     def session(self):
         return self.inner.session
 
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return self.inner.notes
+
     @classmethod
     def wrap(cls, inner, tile: int = DEFAULT_TILE, tile_above: int = DEFAULT_TILE_ABOVE) -> TiledBackend:
         meta = inner.session.get_modelmeta().custom_metadata_map

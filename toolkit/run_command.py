@@ -70,7 +70,7 @@ def run(
             stylizer = Stylizer.remote(server, model_name, strength, preserve_color)
         else:
             stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
-    for note in stylizer.notes if stylizer else []:
+    for note in stylizer.fresh_notes() if stylizer else []:
         stderr.print(f"note: {note}", markup=False)
     where = (f"{ray}, {ray_actors} actors", "ray") if ray else (stylizer.backend.device, stylizer.backend_name)
 
@@ -115,6 +115,8 @@ def run(
         if videos:
             outcomes += run_videos(videos, stylizer, progress, overwrite=overwrite, batch_size=batch_size,
                                    max_size=max_size, report=emit)  # fmt: skip
+    for note in stylizer.fresh_notes() if stylizer else []:  # what the job itself ran into
+        stderr.print(f"note: {note}", markup=False)
     for outcome in failures:
         emit(outcome)
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 
+import torch
 from torch import Tensor, nn
 
 NORMS = ("instance", "batch")
@@ -36,13 +37,14 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
 
 
-def half_with_fp32_instance_norm(generator: nn.Module) -> nn.Module:
-    """A half-precision copy whose instance norms keep fp32 parameters (and, via InstanceNorm2d, fp32 statistics).
+def half_with_fp32_instance_norm(generator: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+    """A half-precision (fp16, or bf16) copy whose instance norms keep fp32 parameters (and, via InstanceNorm2d,
+    fp32 statistics).
 
     Exported to ONNX this gives Cast(fp16→fp32) → InstanceNormalization(fp32 scale/bias) → Cast(fp32→fp16), which is
     what TensorRT 11 (no weak typing) needs; in PyTorch it is the fast fp16 path that cannot overflow the variance.
     """
-    model = copy.deepcopy(generator).half()
+    model = copy.deepcopy(generator).to(dtype)
     for module in model.modules():
         if isinstance(module, InstanceNorm2d):
             module.float()

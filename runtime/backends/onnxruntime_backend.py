@@ -13,6 +13,26 @@ from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
 
 
+def _both_onnxruntime_packages() -> str | None:
+    """onnxruntime and onnxruntime-gpu install the same module, and the one installed last wins: a line saying so
+    when both are installed (the CPU one has won if the CUDA provider is missing)."""
+    from importlib import metadata
+
+    installed = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            metadata.version(name)
+            installed.append(name)
+        except metadata.PackageNotFoundError:
+            continue
+    if len(installed) < 2:
+        return None
+    return (
+        "onnxruntime and onnxruntime-gpu are both installed and the CPU one took over the module: "
+        "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu"
+    )
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -23,8 +43,9 @@ class OnnxRuntimeBackend(Backend):
             raise BackendUnavailable("onnxruntime is not installed (pip install onnxruntime)") from None
         path = Path(path)
         available = ort.get_available_providers()
+        both = _both_onnxruntime_packages() if "CUDAExecutionProvider" not in available else None
         if device == "cuda" and "CUDAExecutionProvider" not in available:
-            raise BackendUnavailable("onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
+            raise BackendUnavailable(both or "onnxruntime has no CUDA provider here (pip install onnxruntime-gpu)")
         use_cuda = device != "cpu" and "CUDAExecutionProvider" in available
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -38,7 +59,15 @@ class OnnxRuntimeBackend(Backend):
         except Exception as exc:  # ORT raises its own exception types for unreadable or invalid models
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ValueError(f"{path}: ONNX Runtime cannot load this model ({first})") from None
-        self.device = "cuda" if use_cuda else "cpu"
+        self.device = "cuda" if use_cuda and "CUDAExecutionProvider" in self.session.get_providers() else "cpu"
+        if use_cuda and self.device == "cpu":
+            # ONNX Runtime drops a provider that cannot start (no driver, missing CUDA/cuDNN libraries) silently.
+            why = "onnxruntime-gpu's CUDA provider did not start here (missing CUDA/cuDNN libraries or driver)"
+            if device == "cuda":
+                raise BackendUnavailable(why)
+            self.notes = (*self.notes, f"{why}; running on the CPU")
+        if both and device != "cpu":
+            self.notes = (*self.notes, both)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")

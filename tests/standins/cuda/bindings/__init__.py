@@ -1,0 +1,1 @@
+"""Stand-in for `cuda.bindings` (tests only; see tests/standins/README.md)."""
