@@ -1,16 +1,22 @@
-"""GPU inference, one prepared run (issue 6): the torch path at 720p and 1080p, batch 1 and 8, and the cost of
-getting frames onto the GPU.
+"""The prepared GPU run (issue 13): tests, inference speed, training speed and `toolkit run`, in one table.
 
-    python benchmarks/gpu_speed.py [--out benchmarks/gpu_speed.json]
+    bash benchmarks/gpu_run.sh                 # on the lent GPU machine (installs the carried wheels, runs this)
+    python benchmarks/gpu_speed.py --out OUT [--assets .gpu] [--quick]
 
-Model: the pytorch/examples TransformerNet (full width, random weights). Variants, per size and batch:
-- fp32 eager: NCHW float32, as pytorch/examples evaluates;
-- fp16 + channels_last: what the toolkit's torch backend runs (instance norms in fp32);
-- fp16 + channels_last + CUDA graph: the same, captured once per shape and replayed.
-Copies (cuda-python, explicit and checked): host→device of one 1080p frame as uint8 (6 MB) and as float32 (24 MB),
-from pageable and from pinned memory. The limit column is max(FLOPs / peak fp16 tensor rate, bytes / bandwidth)
-with the bytes estimated as every activation written and read once in fp16.
-TensorRT is not in the lent machine's image, so no TensorRT column is measured here.
+On an H100/H200 it takes about 6 minutes:
+1. `pytest -m gpu`: the torch backend on CUDA (fp16/bf16 against the CPU's fp32, CUDA-graph replays against eager
+   runs) and the TensorRT test where TensorRT is installed.
+2. The model alone (GPU time, CUDA events): the pytorch/examples TransformerNet at full width (random weights; speed
+   does not depend on them), fp32 eager NCHW (the pytorch/examples way; cuDNN may use TF32, PyTorch's default),
+   fp16 + channels_last, bf16 + channels_last, and fp16 + channels_last replayed from a CUDA graph, at 256², 512²,
+   1024², 720p, 1080p and 4K, batch 1 and 8.
+3. The torch backend as `toolkit run` uses it (uint8 frames from host memory and back, wall clock; the same
+   full-width network): fp16 eager and fp16 with its CUDA graphs, at the same sizes.
+4. Training: `benchmarks/train_speed.py --device cuda`, the toolkit loop against a plain fp32 loop.
+5. `toolkit run --backend torch --device cuda` with the carried model (a bundled style's generator) on the carried
+   photos and on the shared clip (cutBunny.mp4).
+Writes OUT/gpu_speed.md (the tables) and OUT/gpu_speed.json. Goals (issue 13): fp16 + CUDA graphs ≥ 3× fp32 eager
+at 1080p, and a 1080p frame in ≤ 4 ms.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,12 +40,15 @@ from train.flops import conv_gflop  # noqa: E402
 from train.generators import GeneratorSpec, build_generator  # noqa: E402
 from train.norm import half_with_fp32_instance_norm  # noqa: E402
 
-SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
-PEAK = {"H100": (990.0, 3350.0), "H200": (990.0, 4800.0)}  # dense fp16 TFLOP/s, GB/s (SXM datasheets)
+SIZES = {"256²": (256, 256), "512²": (512, 512), "1024²": (1024, 1024), "720p": (720, 1280), "1080p": (1080, 1920),
+         "4K": (2160, 3840)}  # fmt: skip
+BATCHES = (1, 8)
 
 
-def cuda_ms(fn, repeats: int = 20) -> float:
-    fn()
+def cuda_ms(fn, repeats: int = 10) -> float:
+    """Median GPU time of `fn` in ms (CUDA events), after two warm-up calls."""
+    for _ in range(2):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(repeats):
@@ -50,116 +61,180 @@ def cuda_ms(fn, repeats: int = 20) -> float:
     return float(np.median(times))
 
 
-def activation_bytes(model, h: int, w: int, batch: int) -> float:
-    """Bytes of every convolution's output, fp16, written once and read once."""
-    outputs = []
-
-    def hook(_module, _inputs, output):
-        outputs.append(output.numel())
-
-    hooks = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
-    with torch.no_grad():
-        model(torch.zeros(1, 3, h, w, device=next(model.parameters()).device, dtype=next(model.parameters()).dtype))
-    for handle in hooks:
-        handle.remove()
-    return float(sum(outputs) * batch * 2 * 2)
+def wall_ms(fn, repeats: int = 10) -> float:
+    for _ in range(3):  # the backend captures its CUDA graph on the second call of a shape
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
 
 
-def copies(h: int, w: int) -> list[dict]:
-    from cuda.bindings import runtime as cudart
+def graphed(model, example):
+    """(replay, output) of `model` captured on `example` in a CUDA graph."""
+    static_in = example.clone()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            model(static_in)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = model(static_in)
+    return graph.replay, static_out
 
-    def check(result):
-        err = result[0] if isinstance(result, tuple) else result
-        if err != cudart.cudaError_t.cudaSuccess:
-            raise RuntimeError(f"CUDA error {err}")
-        return result[1] if isinstance(result, tuple) and len(result) > 1 else None
+
+def model_alone(sizes: dict, batches: tuple) -> list[dict]:
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(0)
+    base = build_generator(GeneratorSpec("johnson", "instance", 1.0)).eval()
+    fp32 = copy.deepcopy(base).cuda()
+    half = {
+        "fp16": half_with_fp32_instance_norm(base, torch.float16).to("cuda", memory_format=torch.channels_last),
+        "bf16": half_with_fp32_instance_norm(base, torch.bfloat16).to("cuda", memory_format=torch.channels_last),
+    }
+    rows = []
+    for label, (h, w) in sizes.items():
+        for batch in batches:
+            x32 = torch.rand(batch, 3, h, w, device="cuda") * 255
+            row = {"size": label, "batch": batch, "gflop_per_image": conv_gflop(base, h, w)}
+            with torch.inference_mode():
+                row["fp32_eager_ms"] = cuda_ms(lambda x32=x32: fp32(x32))
+                reference = fp32(x32)
+                for name, model in half.items():
+                    x = x32.to(model_dtype(name)).contiguous(memory_format=torch.channels_last)
+                    row[f"{name}_cl_ms"] = cuda_ms(lambda x=x, model=model: model(x))
+                    row[f"{name}_max_abs_vs_fp32"] = float((model(x).float() - reference).abs().max())
+                x16 = x32.half().contiguous(memory_format=torch.channels_last)
+                replay, _ = graphed(half["fp16"], x16)
+                row["fp16_cl_graph_ms"] = cuda_ms(replay)
+            row["graph_speedup_vs_fp32"] = row["fp32_eager_ms"] / row["fp16_cl_graph_ms"]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del x32, reference
+            torch.cuda.empty_cache()
+    return rows
+
+
+def model_dtype(name: str) -> torch.dtype:
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def backend_rows(model_path: Path, sizes: dict, batches: tuple) -> list[dict]:
+    """The torch backend end to end: uint8 host frames in, uint8 host frames out."""
+    from runtime.backends.torch_backend import TorchBackend
 
     rows = []
-    stream = check(cudart.cudaStreamCreate())
-    for dtype in (np.uint8, np.float32):
-        nbytes = h * w * 3 * np.dtype(dtype).itemsize
-        device = check(cudart.cudaMalloc(nbytes))
-        pageable = np.ones(h * w * 3, dtype)
-        pinned_ptr = check(cudart.cudaMallocHost(nbytes))
-        for kind, src in (("pageable", pageable.ctypes.data), ("pinned", pinned_ptr)):
-            times = []
-            for _ in range(20):
-                start = time.perf_counter()
-                check(cudart.cudaMemcpyAsync(device, src, nbytes, cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
-                check(cudart.cudaStreamSynchronize(stream))
-                times.append(time.perf_counter() - start)
-            ms = float(np.median(times[2:])) * 1e3
-            rows.append({"dtype": np.dtype(dtype).name, "memory": kind, "MB": nbytes / 1e6, "ms": ms,
-                         "GB_s": nbytes / ms / 1e6})  # fmt: skip
-        check(cudart.cudaFreeHost(pinned_ptr))
-        check(cudart.cudaFree(device))
-    check(cudart.cudaStreamDestroy(stream))
+    eager = TorchBackend(model_path, "cuda", cuda_graphs=False)
+    graphs = TorchBackend(model_path, "cuda", cuda_graphs=True)
+    for label, (h, w) in sizes.items():
+        for batch in batches:
+            frames = np.random.default_rng(0).integers(0, 256, (batch, h, w, 3), dtype=np.uint8)
+            row = {"size": label, "batch": batch}
+            row["eager_ms"] = wall_ms(lambda frames=frames: eager.run(frames))
+            row["graph_ms"] = wall_ms(lambda frames=frames: graphs.run(frames))
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
+
+
+def sh(command: list[str], timeout: int) -> tuple[int, str, float]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        code, text = done.returncode, done.stdout + done.stderr
+    except subprocess.TimeoutExpired as exc:
+        code, text = 124, f"timed out after {timeout} s: {exc}"
+    return code, text, time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "gpu_speed.json")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", REPO / "benchmarks")))
+    parser.add_argument("--assets", type=Path, default=REPO / ".gpu", help="photos/, cutBunny.mp4, model.safetensors")
+    parser.add_argument("--quick", action="store_true", help="Two sizes, batch 1 (to try the script out).")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU: this benchmark is for a GPU machine")
-    name = torch.cuda.get_device_name()
-    peak = next((v for k, v in PEAK.items() if k in name), None)
-    torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
-    spec = GeneratorSpec("johnson", "instance", 1.0)
-    base = build_generator(spec).eval()
-    fp32 = copy.deepcopy(base).cuda()
-    fp16 = half_with_fp32_instance_norm(copy.deepcopy(base)).to("cuda", memory_format=torch.channels_last)
-    rows = []
-    for label, (h, w) in SIZES.items():
-        gflop = conv_gflop(base, h, w)
-        for batch in (1, 8):
-            x32 = torch.rand(batch, 3, h, w, device="cuda") * 255
-            x16 = x32.half().contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                eager32 = cuda_ms(lambda x32=x32: fp32(x32))
-                eager16 = cuda_ms(lambda x16=x16: fp16(x16))
-                out32, out16 = fp32(x32), fp16(x16).float()
-            worst = float((out32 - out16).abs().max())
-            graph, static_in = torch.cuda.CUDAGraph(), x16.clone()
-            with torch.inference_mode():
-                side = torch.cuda.Stream()
-                side.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(side):
-                    for _ in range(3):
-                        fp16(static_in)
-                torch.cuda.current_stream().wait_stream(side)
-                with torch.cuda.graph(graph):
-                    static_out = fp16(static_in)
-            graphed = cuda_ms(graph.replay)
-            graph_vs_eager = float((static_out.float() - out16).abs().max())
-            limit = None
-            if peak:
-                compute_ms = gflop * batch / (peak[0] * 1e3)
-                memory_ms = activation_bytes(fp16, h, w, batch) / (peak[1] * 1e6)
-                limit = max(compute_ms, memory_ms)
-            rows.append({"size": label, "batch": batch, "fp32_eager_ms": eager32, "fp16_cl_ms": eager16,
-                         "fp16_cl_graph_ms": graphed, "speedup": eager32 / graphed, "max_abs_fp16_vs_fp32": worst,
-                         "max_abs_graph_vs_eager": graph_vs_eager,
-                         "limit_ms": limit, "gflop_per_image": gflop})  # fmt: skip
-            print(rows[-1], flush=True)
-    copy_rows = copies(*SIZES["1080p"])
-    result = {"gpu": name, "torch": torch.__version__, "rows": rows, "copies": copy_rows}
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\n{name}, torch {torch.__version__}; TensorRT: not installed on this machine\n")
-    print(
-        "| size | batch | fp32 eager ms/frame | fp16+CL ms/frame | fp16+CL+graph ms/frame | × fp32 | limit ms/frame |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        b = r["batch"]
-        limit = f"{r['limit_ms'] / b:.2f}" if r["limit_ms"] else "—"
-        print(f"| {r['size']} | {b} | {r['fp32_eager_ms'] / b:.2f} | {r['fp16_cl_ms'] / b:.2f} | "
-              f"{r['fp16_cl_graph_ms'] / b:.2f} | {r['speedup']:.1f}× | {limit} |")  # fmt: skip
-    print("\n| 1080p frame copy | memory | MB | ms | GB/s |\n|---|---|---|---|---|")
-    for c in copy_rows:
-        print(f"| {c['dtype']} | {c['memory']} | {c['MB']:.1f} | {c['ms']:.2f} | {c['GB_s']:.1f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    sizes = {k: SIZES[k] for k in ("256²", "1080p")} if args.quick else SIZES
+    batches = (1,) if args.quick else BATCHES
+    python = sys.executable
+    result: dict = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "started": time.ctime()}
+
+    gpu_tests = ["tests/test_gpu_torch.py", "tests/test_engine.py"]  # the gpu-marked ones (others need more packages)
+    code, text, seconds = sh([python, "-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", *gpu_tests], 300)
+    result["pytest_gpu"] = {"exit": code, "seconds": seconds, "tail": text.strip().splitlines()[-12:]}
+    print("\n".join(result["pytest_gpu"]["tail"]), flush=True)
+
+    result["model"] = model_alone(sizes, batches)
+    from tests.test_export import trained_model
+
+    full_width, _ = trained_model(args.out / "random", "johnson", "instance", width=1.0)
+    result["backend"] = backend_rows(full_width, sizes, batches)
+    model_path = args.assets / "model.safetensors"  # a bundled style's generator, as users run it
+    if not model_path.is_file():
+        model_path = full_width
+    result["run_model"] = str(model_path.name if model_path != full_width else "random full-width generator")
+
+    code, text, seconds = sh([python, "benchmarks/train_speed.py", "--device", "cuda", "--steps", "30", "--json"], 240)
+    result["train"] = {"exit": code, "seconds": seconds, "output": text.strip().splitlines()[-3:]}
+
+    runs = []
+    for label, inputs in (("photos", args.assets / "photos"), ("video", args.assets / "cutBunny.mp4")):
+        if not inputs.exists():
+            runs.append({"what": label, "skipped": f"{inputs} not carried"})
+            continue
+        target = args.out / f"run-{label}" / ("" if label == "photos" else "styled.mp4")
+        code, text, seconds = sh([python, "-m", "toolkit.cli", "run", str(inputs), "-o", str(target), "--model",
+                                  str(model_path), "--backend", "torch", "--device", "cuda", "--json", "--quiet"],
+                                 240)  # fmt: skip
+        lines = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+        summary = next((x for x in lines if x.get("summary")), {})
+        frames = sum(x.get("frames") or 0 for x in lines if not x.get("summary"))
+        runs.append({"what": label, "exit": code, "seconds": seconds, "summary": summary, "frames": frames,
+                     "tail": text.strip().splitlines()[-3:]})  # fmt: skip
+    result["toolkit_run"] = runs
+    (args.out / "gpu_speed.json").write_text(json.dumps(result, indent=1) + "\n")
+    (args.out / "gpu_speed.md").write_text(report(result))
+    print(report(result))
+
+
+def report(r: dict) -> str:
+    tail = r["pytest_gpu"]["tail"][-1] if r["pytest_gpu"]["tail"] else ""
+    columns = "fp32 eager | fp16+CL | bf16+CL | fp16+CL+graph | graph × fp32 | GFLOP/frame | TFLOP/s (graph)"
+    lines = [f"GPU: {r['gpu']}, torch {r['torch']}; {r['started']}", "",
+             f"pytest -m gpu: exit {r['pytest_gpu']['exit']} — {tail}",
+             "", "Model alone (full-width TransformerNet, GPU ms per frame; CUDA events):", "",
+             f"| size | batch | {columns} |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for m in r["model"]:
+        b = m["batch"]
+        tflops = m["gflop_per_image"] * b / m["fp16_cl_graph_ms"]
+        lines.append(f"| {m['size']} | {b} | {m['fp32_eager_ms'] / b:.2f} | {m['fp16_cl_ms'] / b:.2f} | "
+                     f"{m['bf16_cl_ms'] / b:.2f} | {m['fp16_cl_graph_ms'] / b:.2f} | "
+                     f"{m['graph_speedup_vs_fp32']:.1f}× | {m['gflop_per_image']:.0f} | {tflops:.0f} |")  # fmt: skip
+    lines += ["", "Torch backend end to end (uint8 host frames in and out; wall ms per frame):", "",
+              "| size | batch | fp16 eager | fp16 + CUDA graphs |", "|---|---|---|---|"]  # fmt: skip
+    for m in r["backend"]:
+        b = m["batch"]
+        lines.append(f"| {m['size']} | {b} | {m['eager_ms'] / b:.2f} | {m['graph_ms'] / b:.2f} |")
+    lines += ["", f"Training (benchmarks/train_speed.py --device cuda): exit {r['train']['exit']}", "",
+              *(f"    {x}" for x in r["train"]["output"]), "",
+              f"toolkit run --backend torch --device cuda, model {r['run_model']}:", ""]  # fmt: skip
+    for run in r["toolkit_run"]:
+        if "skipped" in run:
+            lines.append(f"- {run['what']}: skipped ({run['skipped']})")
+            continue
+        s = run["summary"]
+        count = run["frames"] if run["what"] == "video" else s.get("done", 0)
+        unit = "frames" if run["what"] == "video" else "images"
+        lines.append(f"- {run['what']}: exit {run['exit']}, {count} {unit} in {run['seconds']:.1f} s "
+                     f"({count / max(run['seconds'], 1e-9):.1f} {unit}/s, start-up included); {s}")  # fmt: skip
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

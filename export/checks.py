@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from export.onnx_export import INPUT_NAME
+from train.errors import UserError
 from train.norm import InstanceNorm2d
 
 PARITY_SIZES = ((67, 93), (96, 128))  # one not a multiple of 4; both above the texture net's 64 px minimum
@@ -54,7 +55,13 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def session(model: onnx.ModelProto):
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(
+            "the export checks run the model with ONNX Runtime, which is not installed: pip install the runtime "
+            "extra (onnxruntime) or, on a GPU machine, the gpu extra (onnxruntime-gpu); or pass --no-check"
+        ) from None
 
     options = ort.SessionOptions()
     options.log_severity_level = 3

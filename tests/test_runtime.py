@@ -169,3 +169,33 @@ def test_a_stream_left_early_releases_its_reader_thread(model_files):
     while stylizer._producer.is_alive() and time.time() < deadline:
         time.sleep(0.05)
     assert not stylizer._producer.is_alive()
+
+
+def test_onnxruntime_falling_back_to_the_cpu_on_its_own_is_noticed(exported_style, monkeypatch):
+    """ORT drops a CUDA provider that cannot start and runs on the CPU without a word; the backend checks."""
+    import onnxruntime as ort
+
+    from runtime.backends.base import BackendUnavailable
+    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    _, path = exported_style
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    backend = OnnxRuntimeBackend(path)
+    assert backend.device == "cpu"
+    assert any("CUDA provider did not start here" in n and "running on the CPU" in n for n in backend.notes)
+    with pytest.raises(BackendUnavailable, match="CUDA provider did not start"):
+        OnnxRuntimeBackend(path, "cuda")
+
+
+def test_onnxruntime_and_onnxruntime_gpu_installed_together_is_named(exported_style, monkeypatch):
+    from importlib import metadata
+
+    from runtime.backends.base import BackendUnavailable
+    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    _, path = exported_style
+    monkeypatch.setattr(metadata, "version", lambda name: "1.32.0")  # both distributions "installed"
+    with pytest.raises(BackendUnavailable, match="onnxruntime and onnxruntime-gpu are both installed"):
+        OnnxRuntimeBackend(path, "cuda")
+    assert any("pip uninstall -y onnxruntime onnxruntime-gpu" in n for n in OnnxRuntimeBackend(path).notes)
+    assert OnnxRuntimeBackend(path, "cpu").notes == ()  # asked for the CPU: nothing to say

@@ -17,9 +17,8 @@ import threading
 import numpy as np
 
 __version__ = "11.4.0.106"
-PLAN_MAGIC = b"TRT-STANDIN-PLAN\n"
-CACHE_MAGIC = b"TRT-STANDIN-CACHE\n"
-BUILDS = {"count": 0}  # how many engines were built (tests read it)
+_PLAN_MAGIC = b"TRT-STANDIN-PLAN\n"
+_CACHE_MAGIC = b"TRT-STANDIN-CACHE\n"
 
 
 def _device() -> str:
@@ -137,7 +136,7 @@ class INetworkDefinition:
         return self._outputs[index]
 
 
-class IParserError:
+class ParserError:
     def __init__(self, text: str):
         self.text = text
 
@@ -177,14 +176,14 @@ def _strong_typing_errors(model) -> list[str]:
 class OnnxParser:
     def __init__(self, network: INetworkDefinition, logger: ILogger):
         self.network, self.logger = network, logger
-        self._errors: list[IParserError] = []
+        self._errors: list[ParserError] = []
         self.flags = 1 << int(OnnxParserFlag.NATIVE_INSTANCENORM)
 
     @property
     def num_errors(self) -> int:
         return len(self._errors)
 
-    def get_error(self, index: int) -> IParserError:
+    def get_error(self, index: int) -> ParserError:
         return self._errors[index]
 
     def clear_errors(self) -> None:
@@ -196,11 +195,11 @@ class OnnxParser:
         try:
             proto = onnx.load(model)
         except Exception as exc:
-            self._errors.append(IParserError(f"cannot read {model}: {exc}"))
+            self._errors.append(ParserError(f"cannot read {model}: {exc}"))
             return False
         errors = _strong_typing_errors(proto)
         if errors:
-            self._errors += [IParserError(e) for e in errors]
+            self._errors += [ParserError(e) for e in errors]
             return False
         initializers = {t.name for t in proto.graph.initializer}
         self.network.model = proto
@@ -230,7 +229,7 @@ class ITimingCache:
         self.device = device
 
     def serialize(self) -> IHostMemory:
-        return IHostMemory(CACHE_MAGIC + json.dumps({"device": self.device}).encode())
+        return IHostMemory(_CACHE_MAGIC + json.dumps({"device": self.device}).encode())
 
     def combine(self, input_cache, ignore_mismatch: bool) -> bool:
         return ignore_mismatch or input_cache.device in (None, self.device)
@@ -254,9 +253,9 @@ class IBuilderConfig:
         data = bytes(serialized_timing_cache)
         if not data:
             return ITimingCache(None)  # empty: filled by the build, on this device
-        if not data.startswith(CACHE_MAGIC):
+        if not data.startswith(_CACHE_MAGIC):
             raise ValueError("not a timing cache")
-        return ITimingCache(json.loads(data[len(CACHE_MAGIC) :])["device"])
+        return ITimingCache(json.loads(data[len(_CACHE_MAGIC) :])["device"])
 
     def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
         if cache.device not in (None, _device()) and not ignore_mismatch:
@@ -302,7 +301,6 @@ class Builder:
                         return None
         if config._cache is not None:
             config._cache.device = _device()  # the build times its kernels here
-        BUILDS["count"] += 1
         header = {
             "version": __version__,
             "device": _device(),
@@ -310,7 +308,7 @@ class Builder:
             "inputs": [(t.name, int(t.dtype), list(t.shape)) for t in network._inputs],
             "outputs": [(t.name, int(t.dtype), list(t.shape)) for t in network._outputs],
         }
-        return IHostMemory(PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network.model.SerializeToString())
+        return IHostMemory(_PLAN_MAGIC + json.dumps(header).encode() + b"\n" + network.model.SerializeToString())
 
 
 class Runtime:
@@ -319,10 +317,10 @@ class Runtime:
 
     def deserialize_cuda_engine(self, serialized_engine) -> ICudaEngine | None:
         data = bytes(serialized_engine)
-        if not data.startswith(PLAN_MAGIC):
+        if not data.startswith(_PLAN_MAGIC):
             self.logger.log(ILogger.Severity.ERROR, "the data is not a serialized engine")
             return None
-        head, _, model = data[len(PLAN_MAGIC) :].partition(b"\n")
+        head, _, model = data[len(_PLAN_MAGIC) :].partition(b"\n")
         header = json.loads(head)
         if header["version"] != __version__ or header["device"] != _device():
             # real TensorRT: "The engine plan file is not compatible with this version of TensorRT" / other device
@@ -339,7 +337,7 @@ class ICudaEngine:
         self._tensors.update({name: (TensorIOMode.OUTPUT, DataType(dtype), tuple(shape))
                               for name, dtype, shape in header["outputs"]})  # fmt: skip
         self._names = list(self._tensors)
-        self._session = None
+        self._ort = None
         self._lock = threading.Lock()
 
     @property
@@ -370,17 +368,17 @@ class ICudaEngine:
         return IExecutionContext(self)
 
     def serialize(self) -> IHostMemory:
-        return IHostMemory(PLAN_MAGIC + json.dumps(self._header).encode() + b"\n" + self._model)
+        return IHostMemory(_PLAN_MAGIC + json.dumps(self._header).encode() + b"\n" + self._model)
 
-    def session(self):
+    def _session(self):
         with self._lock:
-            if self._session is None:
+            if self._ort is None:
                 import onnxruntime as ort
 
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = 1
-                self._session = ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
-            return self._session
+                self._ort = ort.InferenceSession(self._model, options, providers=["CPUExecutionProvider"])
+            return self._ort
 
 
 class IExecutionContext:
@@ -447,7 +445,7 @@ class IExecutionContext:
                     feeds[name] = view.view(dtype).reshape(shape).copy()
                 else:
                     outputs.append((name, dtype, shape, address, nbytes))
-            results = self.engine.session().run([o[0] for o in outputs], feeds)
+            results = self.engine._session().run([o[0] for o in outputs], feeds)
             for (_, dtype, shape, address, nbytes), result in zip(outputs, results, strict=True):
                 if result.shape != shape or result.dtype != dtype:
                     return cudart.cudaError_t.cudaErrorInvalidValue
