@@ -7,6 +7,7 @@ should match there.
 
     python benchmarks/train_speed.py                      # CPU, 256² crops, batch 4
     python benchmarks/train_speed.py --device cuda --steps 30 --json
+    python benchmarks/train_speed.py --size 192 --width 0.5 --variants fp32,fp32-cl,bf16,bf16-cl   # CPU choices
 
 VGG weights are random unless --vgg-weights is given: speed does not depend on their values.
 """
@@ -81,18 +82,24 @@ class _StepTimes(Reporter):
         self.last = now
 
 
-def toolkit_loop(args, data: Path, style: Path, vgg_path: Path, out: Path) -> tuple[list[float], str]:
+def toolkit_loop(args, data: Path, style: Path, vgg_path: Path, out: Path, variant: str = "auto"):
+    """`toolkit train`'s loop; `variant`: auto (its defaults), or PRECISION[-cl] (fp32, bf16, …; -cl: channels_last)."""
+    settings = {}
+    if variant != "auto":
+        precision, _, layout = variant.partition("-")
+        settings = {"precision": precision, "channels_last": layout == "cl"}
     config = resolve(
         {
             "style": str(style), "data": str(data), "out": str(out), "vgg_weights": str(vgg_path),
             "width": args.width, "image_size": args.size, "batch_size": args.batch, "steps": args.steps,
             "crop": "random", "device": args.device, "log_every": args.steps, "sample_every": 0,
-            "checkpoint_every": 10**9, "content_layers": CONTENT, "style_layers": STYLE,
+            "checkpoint_every": 10**9, "content_layers": CONTENT, "style_layers": STYLE, **settings,
         }
     )  # fmt: skip
     reporter = _StepTimes(args.batch, args.device)
     result = run_training(config, reporter=reporter)
-    return reporter.rates, result.precision
+    label = result.precision + (" channels_last" if config.channels_last else "") if settings else result.precision
+    return reporter.rates, label, result.losses.get("total", float("nan"))
 
 
 def main() -> None:
@@ -104,6 +111,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=7)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--vgg-weights", type=Path, help="VGG-16 weights reaching relu4_3 (default: random)")
+    parser.add_argument("--variants", default="auto", help="toolkit loop settings: auto, or e.g. fp32,fp32-cl,bf16")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -118,25 +126,24 @@ def main() -> None:
             vgg_path = tmp / "vgg16.pth"
             torch.save(random_vgg_state(10, "vgg16"), vgg_path)
         plain = plain_loop(args, tmp / "photos", tmp / "style.png", vgg_path)[args.warmup :]
-        ours, precision = toolkit_loop(args, tmp / "photos", tmp / "style.png", vgg_path, tmp / "run")
-        ours = ours[args.warmup :]
+        rows = [("plain fp32 eager (pytorch/examples way)", "fp32", statistics.median(plain), float("nan"))]
+        for variant in args.variants.split(","):
+            rates, label, loss = toolkit_loop(args, tmp / "photos", tmp / "style.png", vgg_path, tmp / variant, variant)
+            rows.append(("toolkit train loop", label, statistics.median(rates[args.warmup :]), loss))
 
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    rows = [
-        ("plain fp32 eager (pytorch/examples way)", "fp32", statistics.median(plain)),
-        ("toolkit train loop", precision, statistics.median(ours)),
-    ]
     if args.json:
-        table = [{"loop": name, "precision": prec, "images_per_s": rate} for name, prec, rate in rows]
+        table = [{"loop": name, "precision": prec, "images_per_s": rate, "last_loss": loss}
+                 for name, prec, rate, loss in rows]  # fmt: skip
         meta = {"device": device_name, "torch": torch.__version__, "size": args.size, "batch": args.batch}
         print(json.dumps({**meta, "width": args.width, "rows": table}))
         return
     print(f"training speed — {device_name}, torch {torch.__version__}, {args.size}² crops, batch {args.batch}, "
           f"width {args.width}, median of {len(plain)} steps after {args.warmup} warm-up")  # fmt: skip
-    print("| loop | precision | images/s | vs plain |")
-    print("|---|---|---|---|")
-    for name, prec, rate in rows:
-        print(f"| {name} | {prec} | {rate:.2f} | {rate / rows[0][2]:.2f}× |")
+    print("| loop | precision | images/s | vs plain | loss after the last step |")
+    print("|---|---|---|---|---|")
+    for name, prec, rate, loss in rows:
+        print(f"| {name} | {prec} | {rate:.2f} | {rate / rows[0][2]:.2f}× | {loss:.4g} |")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def test_cuda_graph_replays_give_the_eager_result_for_every_shape(model):
 def test_the_stylizer_picks_cuda_for_a_safetensors_model(model):
     from runtime import Stylizer
 
+    torch.backends.cudnn.benchmark = False
     with Stylizer.load(model) as stylizer:
         assert (stylizer.backend_name, stylizer.backend.device) == ("torch", "cuda")
+        assert torch.backends.cudnn.benchmark  # what benchmarks/gpu_speed.py measures is what the backend runs
         assert stylizer(photo_like((33, 47), 1)).shape == (33, 47, 3)

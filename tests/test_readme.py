@@ -21,3 +21,9 @@ def test_the_embedding_example_runs(tmp_path):
     finally:
         os.chdir(cwd)
     assert Image.open(tmp_path / "photo_styled.png").size == (45, 30)
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    command = re.search(r"# Tests[^\n]*\n(pip install [^\n]+)\n", README.read_text()).group(1)
+    assert "mypy" in command and "pytest" in command
+    assert (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1] == command
