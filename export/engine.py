@@ -53,7 +53,7 @@ def parse_shape(text: str | None, flag: str, default: tuple[int, int, int]) -> t
         numbers = (1, *numbers)
     if len(numbers) != 3 or min(numbers) <= 0:
         raise UserError(f"{flag} {text!r}: write NxHxW or HxW with positive numbers, e.g. 1x720x1280")
-    return numbers  # type: ignore[return-value]
+    return numbers
 
 
 def make_profile(min_text: str | None, opt_text: str | None, max_text: str | None, min_side: int) -> ShapeProfile:

@@ -129,8 +129,9 @@ def import_foreign(model: onnx.ModelProto, source: str, io: str, bgr: bool) -> t
             unknown = sorted({n.op_type for n in model.graph.node if not onnx.defs.has(n.op_type)})
             why = f"uses ops the converter does not know: {', '.join(unknown)}" if unknown else "cannot be converted"
             notes.append(f"kept as it is: opset {opset} {why}; its I/O conventions are recorded in the metadata")
-            contract = {"layout": "NCHW", "channels": "BGR" if bgr else "RGB", "dtype": "float32", "range": [0, 255],
-                        "input": old_in, "output": old_out, "fixed_size": fixed, "min_size": 1}  # fmt: skip
+            contract: dict[str, object] = {"layout": "NCHW", "channels": "BGR" if bgr else "RGB", "dtype": "float32",
+                                           "range": [0, 255], "input": old_in, "output": old_out, "fixed_size": fixed,
+                                           "min_size": 1}  # fmt: skip
             return model, contract, notes
     wrapped = wrap_with_contract(model, io, bgr)
     contract = {**IO_CONTRACTS[io], "input": INPUT_NAME, "output": OUTPUT_NAME, "fixed_size": fixed, "min_size": 1}

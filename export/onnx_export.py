@@ -38,6 +38,7 @@ def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, 
             _Named(wrapped), (example,), dynamic_shapes=dynamic, input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME], opset_version=opset, dynamo=True, external_data=False, verbose=False,
         )  # fmt: skip
+    assert program is not None  # None only with dynamo=False
     model = program.model_proto
     for node in model.graph.node:  # the exporter's Python stack traces: paths of our install, 2% of the file
         kept = [entry for entry in node.metadata_props if entry.key != "pkg.torch.onnx.stack_trace"]

@@ -153,7 +153,8 @@ def export_model(
 
 
 def _clip_to_profile(shape: tuple[int, int, int], profile: ShapeProfile) -> tuple[int, int, int]:
-    return tuple(min(max(v, low), high) for v, low, high in zip(shape, profile.min, profile.max, strict=True))
+    n, h, w = (min(max(v, low), high) for v, low, high in zip(shape, profile.min, profile.max, strict=True))
+    return n, h, w
 
 
 def _export_foreign(

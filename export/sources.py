@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torch import nn
-
 from train.checkpoint import load_model
 from train.errors import UserError
-from train.generators import GeneratorSpec, build_generator, load_generator_weights
+from train.generators import Generator, GeneratorSpec, build_generator, load_generator_weights
 from train.state_files import read_state_dict
 
 
 @dataclass
 class SourceModel:
-    generator: nn.Module
+    generator: Generator
     spec: GeneratorSpec
     name: str
     source: str

@@ -60,7 +60,8 @@ class Measurement:
 def measure(run, batch_input: np.ndarray, min_runs: int = 3, max_seconds: float = 10.0) -> list[float]:
     """Seconds per call of `run(batch_input)`, after one warm-up call."""
     run(batch_input)
-    times, deadline = [], time.perf_counter() + max_seconds
+    times: list[float] = []
+    deadline = time.perf_counter() + max_seconds
     while len(times) < min_runs or (time.perf_counter() < deadline and len(times) < 50):
         start = time.perf_counter()
         run(batch_input)

@@ -72,6 +72,7 @@ def guess_channel_order(path: str | Path) -> tuple[str, str] | None:
         if values is not None:
             order = _order_of_means(values)
         if order:
+            assert values is not None  # order comes from values
             means = ", ".join(f"{v:.3f}" for v in values)
             evidence = f"its first layer ({node.op_type}) subtracts Caffe's ImageNet means in {order} order ({means})"
             return order, evidence

@@ -14,12 +14,13 @@ import uuid
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow refuses images over 2 × Image.MAX_IMAGE_PIXELS (≈ 179 Mpx) as likely decompression bombs; so do we.
-DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+DEFAULT_MAX_PIXELS = 2 * cast(int, Image.MAX_IMAGE_PIXELS)  # None only if someone turned Pillow's check off
 _PILLOW_LIMIT_LOCK = threading.Lock()
 ORIENTATION_TAG = 0x0112
 

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -78,7 +79,7 @@ def connect(address: str):
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     try:
         if address == "local":
-            constants = sys.modules.get("ray._private.ray_constants")
+            constants: Any = sys.modules.get("ray._private.ray_constants")  # a module, or None
             cluster_mode = getattr(constants, "ENABLE_RAY_CLUSTER", None)
             if os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] == "0" and cluster_mode is not None:
                 constants.ENABLE_RAY_CLUSTER = False

@@ -89,7 +89,7 @@ def open_backend(
     if not candidates:
         kinds = ", ".join(kind for kind, _ in _candidates(path))
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
-    notes = []
+    notes: list[str] = []
     for kind, file in candidates:
         if not file.exists():
             if backend != "auto":
@@ -290,7 +290,7 @@ class Stylizer:
             if alpha is not None and alpha.shape != image.shape[:2]:
                 raise ValueError(f"alpha of shape {alpha.shape} for an image of {image.shape[:2]}")
             cutout = alpha is not None and bool(alpha.min() < 255)
-            groups.setdefault((*image.shape[:2], cutout), []).append(index)
+            groups.setdefault((image.shape[0], image.shape[1], cutout), []).append(index)
         for (_, _, cutout), indices in groups.items():
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]

@@ -119,6 +119,7 @@ class TensorRTEngine:
         from cuda.bindings import runtime as cudart
 
         source, target = self._buffers
+        assert self.stream is not None  # created in __init__ before the buffers, destroyed in close() after them
         h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         check(cudart.cudaMemcpyAsync(source.device, source.host_ptr, in_bytes, h2d, self.stream))
         if not self.context.execute_async_v3(int(self.stream)):

@@ -21,11 +21,15 @@ Derived from the exported ONNX model, in memory, with the `onnx` package:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from runtime.backends.base import Backend
+
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession
 
 STATS = "tile_stats"
 WEIGHTS = "tile_weights"  # the masked stats graph's second input: per-pixel weight (opacity) N×1×H×W in 0–1
@@ -236,7 +240,7 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int
 class TiledBackend(Backend):
     """Wraps an ONNX Runtime backend: images above `tile_above` pixels run in tiles with thumbnail statistics."""
 
-    def __init__(self, inner, arch: str, tile: int = DEFAULT_TILE, tile_above: int = DEFAULT_TILE_ABOVE,
+    def __init__(self, inner, arch: str, tile: int = DEFAULT_TILE, tile_above: float = DEFAULT_TILE_ABOVE,
                  stats_pixels: int = DEFAULT_STATS_PIXELS):  # fmt: skip
         c = inner.contract
         if (c.layout, c.dtype) != ("NHWC", "uint8") or c.fixed_size:
@@ -248,7 +252,7 @@ class TiledBackend(Backend):
         self.inner, self.name, self.contract, self.device = inner, inner.name, c, inner.device
         self.tile, self.tile_above, self.stats_pixels = tile, tile_above, stats_pixels
         self.margin = RECEPTIVE_MARGIN[arch]
-        self._sessions = None
+        self._sessions: tuple[InferenceSession, InferenceSession] | None = None  # stats graph, tile graph
         self._masked_session = None
 
     @property
@@ -260,7 +264,7 @@ class TiledBackend(Backend):
         return self.inner.notes
 
     @classmethod
-    def wrap(cls, inner, tile: int = DEFAULT_TILE, tile_above: int = DEFAULT_TILE_ABOVE) -> TiledBackend:
+    def wrap(cls, inner, tile: int = DEFAULT_TILE, tile_above: float = DEFAULT_TILE_ABOVE) -> TiledBackend:
         meta = inner.session.get_modelmeta().custom_metadata_map
         return cls(inner, meta.get("arch", ""), tile, tile_above)
 

@@ -7,6 +7,7 @@ import os
 import time
 import uuid
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import Image
@@ -108,7 +109,7 @@ def stylize_video(
                         else:
                             held_audio.append(packet)
                         continue
-                    for frame in packet.decode():
+                    for frame in cast("list[av.VideoFrame]", packet.decode()):  # audio packets went on above
                         if held_audio is not None:
                             if frame.rotation:
                                 video_out.set_display_rotation(frame.rotation)

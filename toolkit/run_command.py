@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypedDict
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from toolkit.reporting import stderr, user_errors
+
+if TYPE_CHECKING:
+    from runtime.jobs import Outcome
+
+
+class _ImageOptions(TypedDict):
+    """What run_images and run_images_on_ray both take."""
+
+    overwrite: bool
+    batch_size: int
+    max_size: int | None
+    max_pixels: int
+    format: str | None
+    report: Callable[[Outcome], None]
 
 
 def run(
@@ -44,7 +60,7 @@ def run(
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
-    from runtime.jobs import JobError, Outcome, check_output, pending, plan, run_images
+    from runtime.jobs import JobError, check_output, pending, plan, run_images
     from runtime.stylizer import Stylizer, resolve_model
     from runtime.video import run_videos
 
@@ -72,7 +88,11 @@ def run(
             stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
     for note in stylizer.fresh_notes() if stylizer else []:
         stderr.print(f"note: {note}", markup=False)
-    where = (f"{ray}, {ray_actors} actors", "ray") if ray else (stylizer.backend.device, stylizer.backend_name)
+    if ray:
+        where = (f"{ray}, {ray_actors} actors", "ray")
+    else:
+        assert stylizer is not None  # every way but --ray made one
+        where = (stylizer.backend.device, stylizer.backend_name)
 
     to_stdout = out == "-"
     outcomes: list[Outcome] = list(failures)
@@ -100,8 +120,9 @@ def run(
                 speed = progress.tasks[bar].speed
                 progress.update(bar, speed=f"{speed:.1f} img/s" if speed else "")
 
-            options = dict(overwrite=overwrite, batch_size=batch_size, max_size=max_size,
-                           max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format, report=on_image)  # fmt: skip
+            options = _ImageOptions(overwrite=overwrite, batch_size=batch_size, max_size=max_size,
+                                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
+                                    report=on_image)  # fmt: skip
             if ray:
                 from runtime.ray_jobs import run_images_on_ray
 
@@ -111,8 +132,10 @@ def run(
                         strength=strength, preserve_color=preserve_color, tile=tile, **options,
                     )  # fmt: skip
             else:
+                assert stylizer is not None  # made by every way but --ray
                 outcomes += run_images(images, stylizer, **options)
         if videos:
+            assert stylizer is not None  # --ray takes no videos
             outcomes += run_videos(videos, stylizer, progress, overwrite=overwrite, batch_size=batch_size,
                                    max_size=max_size, report=emit)  # fmt: skip
     for note in stylizer.fresh_notes() if stylizer else []:  # what the job itself ran into

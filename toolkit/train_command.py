@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from toolkit.reporting import stderr, user_errors
 
@@ -133,7 +134,7 @@ class _ProgressReporter:
     def __init__(self, enabled: bool):
         self.enabled = enabled
         self.progress: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
         self.images_per_step = 1
 
     def warn(self, message: str) -> None:
@@ -157,7 +158,8 @@ class _ProgressReporter:
     def step(self, step: int, losses: dict[str, float] | None) -> None:
         if self.progress is None:
             return
-        fields = {}
+        assert self.task is not None  # added with the progress bar
+        fields: dict[str, Any] = {}  # the bar's own fields (losses, speed)
         if losses is not None:
             terms = " + ".join(f"{k} {losses[k]:.3g}" for k in ("content", "style", "tv"))
             fields["losses"] = f"loss {losses['total']:.4g} = {terms}"

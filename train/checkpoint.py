@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from train.errors import UserError
-from train.generators import GeneratorSpec, build_generator, load_generator_weights
+from train.generators import Generator, GeneratorSpec, build_generator, load_generator_weights
 
 MODEL_FORMAT = "fast-style-toolkit/generator"
 CHECKPOINT_FORMAT = "fast-style-toolkit/training-state"
@@ -83,11 +84,13 @@ def save_model(path: Path, generator: nn.Module, spec: GeneratorSpec, training: 
     atomic_save(generator.state_dict(), path, metadata)
 
 
-def load_model(path: str | Path) -> tuple[nn.Module, dict]:
+def load_model(path: str | Path) -> tuple[Generator, dict]:
     """Rebuild a generator from a `model.safetensors`; returns (model in eval mode, metadata with JSON decoded)."""
     path = Path(path)
     tensors, metadata = _read(path, MODEL_FORMAT)
-    decoded = {k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()}
+    decoded: dict[str, Any] = {
+        k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()
+    }
     spec = GeneratorSpec(**decoded["generator"])
     model = build_generator(spec)
     load_generator_weights(model, tensors, str(path))

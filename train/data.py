@@ -103,8 +103,8 @@ def scan_folder(root: str | Path) -> ImageFolder:
     return ImageFolder(root, files, unreadable)
 
 
-def crop_to_square(image: Image.Image, size: int, mode: str, rng: np.random.Generator) -> Image.Image:
-    """Resize the short side to `size`, then take a `size`×`size` crop (random or centred)."""
+def crop_to_square(image: Image.Image, size: int, mode: str, rng: np.random.Generator | None) -> Image.Image:
+    """Resize the short side to `size`, then take a `size`×`size` crop (random or centred; `rng` for random ones)."""
     w, h = image.size
     scale = size / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
@@ -112,6 +112,7 @@ def crop_to_square(image: Image.Image, size: int, mode: str, rng: np.random.Gene
     if mode == "center":
         left, top = (new_w - size) // 2, (new_h - size) // 2
     else:
+        assert rng is not None
         left, top = int(rng.integers(0, new_w - size + 1)), int(rng.integers(0, new_h - size + 1))
     return image.crop((left, top, left + size, top + size))
 

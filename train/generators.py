@@ -14,6 +14,7 @@ from train.norm import NORMS
 from train.texture import TextureNet
 
 ARCHS = ("johnson", "texture")
+Generator = TransformerNet | TextureNet
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class GeneratorSpec:
         return asdict(self)
 
 
-def build_generator(spec: GeneratorSpec) -> nn.Module:
+def build_generator(spec: GeneratorSpec) -> Generator:
     if spec.norm not in NORMS:
         raise UserError(f"unknown --norm {spec.norm!r}: choose one of {', '.join(NORMS)}")
     if not spec.width > 0:

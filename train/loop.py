@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from PIL import Image
@@ -39,6 +40,15 @@ NUM_SAMPLES = 4
 
 class Reporter:
     """What the loop tells the outside world; the CLI shows it, tests may record it. Methods do nothing here."""
+
+    def warn(self, message: str) -> None: ...
+    def start(self, total_steps: int, start_step: int, images_per_step: int) -> None: ...
+    def step(self, step: int, losses: dict[str, float] | None) -> None: ...
+    def finish(self) -> None: ...
+
+
+class ReporterLike(Protocol):
+    """What `run_training` calls: a Reporter, or any object with its methods (the CLI's progress bar)."""
 
     def warn(self, message: str) -> None: ...
     def start(self, total_steps: int, start_step: int, images_per_step: int) -> None: ...
@@ -160,8 +170,8 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
     style_layers = parse_layers(config.style_layers, "--style-layers")
     weights = read_vgg_weights(config.vgg_weights) if config.vgg_weights else download_vgg_weights(config.loss_net)
     vgg = build_loss_network(weights, config.loss_net, sorted(set(content_layers) | set(style_layers))).to(device)
-    if channels_last:
-        vgg.to(memory_format=torch.channels_last)
+    if channels_last:  # Module.to takes memory_format (documented); the overloads of its annotations omit it
+        vgg.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss = PerceptualLoss(
         vgg, style.to(device), content_layers, style_layers,
         config.content_weight, config.style_weight, config.tv_weight, config.loss_scale,
@@ -169,7 +179,7 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
     return loss, weights.source
 
 
-def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter | None = None) -> TrainResult:
+def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLike | None = None) -> TrainResult:
     reporter = reporter or Reporter()
     out = Path(config.out)
     checkpoint_path = out / CHECKPOINT_FILE
@@ -198,8 +208,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: Reporter |
 
     check_writable(out, "--out")
     generator.to(device)
-    if channels_last:
-        generator.to(memory_format=torch.channels_last)
+    if channels_last:  # Module.to takes memory_format (documented); the overloads of its annotations omit it
+        generator.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
 
     step = 0

@@ -7,11 +7,13 @@ per channel over H×W, at training *and* at test time, so there are no running s
 from __future__ import annotations
 
 import copy
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
 
 NORMS = ("instance", "batch")
+M = TypeVar("M", bound=nn.Module)
 
 
 class InstanceNorm2d(nn.InstanceNorm2d):
@@ -37,7 +39,7 @@ def make_norm(kind: str, channels: int) -> nn.Module:
     raise ValueError(f"unknown norm {kind!r}; choose one of {', '.join(NORMS)}")
 
 
-def half_with_fp32_instance_norm(generator: nn.Module, dtype: torch.dtype = torch.float16) -> nn.Module:
+def half_with_fp32_instance_norm(generator: M, dtype: torch.dtype = torch.float16) -> M:
     """A half-precision (fp16, or bf16) copy whose instance norms keep fp32 parameters (and, via InstanceNorm2d,
     fp32 statistics).
 

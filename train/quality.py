@@ -14,8 +14,12 @@ All images are H×W×3 uint8 RGB arrays. Everything except `GramCloseness` is nu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 
@@ -203,9 +207,9 @@ class GramCloseness:
         self.scales = scales
         self.vgg = build_loss_network(loaded, loaded.arch or "vgg19", self.layers)
         self.torch = torch
-        self._targets: dict[int, dict[str, object]] = {}
+        self._targets: dict[int, dict[str, Tensor]] = {}  # side → layer → Gram matrix
 
-    def _grams(self, rgb: np.ndarray, side: int) -> dict:
+    def _grams(self, rgb: np.ndarray, side: int) -> dict[str, Tensor]:
         from PIL import Image
 
         from train.losses import gram_matrix

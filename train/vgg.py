@@ -7,6 +7,8 @@ conversion from RGB 0–255 to what the weights were trained on is a 1×1 affine
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +40,7 @@ CONFIGS: dict[str, list[int | str]] = {
     ],
 }
 ARCHS = tuple(CONFIGS)
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]  # what nn.Conv2d takes
 
 
 def layer_names(arch: str) -> list[str]:
@@ -65,13 +68,16 @@ def conv_shapes(arch: str) -> list[tuple[int, int, int, int]]:
 class VggFeatures(nn.Module):
     """Frozen VGG features up to the deepest layer the weights provide; `forward` returns the named layers."""
 
+    input_weight: Tensor  # buffers, registered in __init__
+    input_bias: Tensor
+
     def __init__(
         self,
         arch: str,
         convs: list[tuple[Tensor, Tensor]],
         input_weight: Tensor,
         input_bias: Tensor,
-        padding_mode: str,
+        padding_mode: PaddingMode,
     ):
         super().__init__()
         self.arch = arch
@@ -85,6 +91,7 @@ class VggFeatures(nn.Module):
                     break
                 conv = nn.Conv2d(weight.shape[1], weight.shape[0], 3, padding=1, padding_mode=padding_mode)
                 conv.weight.data.copy_(weight)
+                assert conv.bias is not None and bias is not None  # Conv2d's bias=True; the pairs hold tensors
                 conv.bias.data.copy_(bias)
                 modules.append(conv)
             elif name.startswith("relu"):

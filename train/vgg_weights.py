@@ -20,7 +20,7 @@ from torch import Tensor
 
 from train.errors import UserError
 from train.state_files import read_state_dict
-from train.vgg import CONFIGS, VggFeatures, conv_shapes, imagenet_input_transform, layer_names
+from train.vgg import CONFIGS, PaddingMode, VggFeatures, conv_shapes, imagenet_input_transform, layer_names
 
 TORCHVISION_URLS = {
     "vgg16": "https://download.pytorch.org/models/vgg16-397923af.pth",
@@ -33,7 +33,7 @@ class VggWeights:
     convs: list[tuple[Tensor, Tensor]]
     input_weight: Tensor
     input_bias: Tensor
-    padding_mode: str
+    padding_mode: PaddingMode
     kind: str  # "torchvision" or "caffe-normalised"
     source: str
     arch: str | None  # None where a truncated file fits both VGG-16 and VGG-19
@@ -66,6 +66,7 @@ def parse_vgg_state(state: dict[str, Tensor], source: str) -> VggWeights:
             f"{source}: batch-norm VGG weights (vgg16_bn/vgg19_bn) are not supported; give plain VGG-16/19 weights"
         )
     pairs = [(c["weight"].float(), c["bias"].float()) for c in ordered]
+    padding: PaddingMode
     if tuple(pairs[0][0].shape) == (3, 3, 1, 1):
         input_weight, input_bias = pairs[0][0].reshape(3, 3), pairs[0][1]
         pairs, kind, padding, arch = pairs[1:], "caffe-normalised", "reflect", "vgg19"
@@ -78,7 +79,7 @@ def parse_vgg_state(state: dict[str, Tensor], source: str) -> VggWeights:
     mismatches = {c: _first_mismatch(pairs, c) for c in candidates}
     fitting = [c for c, mismatch in mismatches.items() if mismatch is None]
     if not fitting:
-        candidate, (index, shape, expected) = next(iter(mismatches.items()))
+        candidate, (index, shape, expected) = next((c, m) for c, m in mismatches.items() if m is not None)
         raise UserError(
             f"{source}: convolution {index + 1} has weight shape {shape}, {candidate.upper()} expects {expected} "
             "— not a VGG-16/19 weights file"
@@ -87,7 +88,9 @@ def parse_vgg_state(state: dict[str, Tensor], source: str) -> VggWeights:
     return VggWeights(pairs, input_weight, input_bias, padding, kind, source, arch)
 
 
-def _first_mismatch(pairs: list[tuple[Tensor, Tensor]], arch: str) -> tuple[int, tuple, tuple] | None:
+def _first_mismatch(
+    pairs: list[tuple[Tensor, Tensor]], arch: str
+) -> tuple[int, tuple[int, ...], tuple[int, int, int, int] | None] | None:
     """(index, found shape, expected shape) of the first conv that does not fit `arch`, or None if all fit."""
     expected = conv_shapes(arch)
     for index, (weight, bias) in enumerate(pairs):

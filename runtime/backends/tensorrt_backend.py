@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from runtime.contract import Contract
 from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import read_sidecar
 
+if TYPE_CHECKING:
+    from runtime.tensorrt_engine import TensorRTEngine
+
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
@@ -26,7 +30,7 @@ class TensorRTBackend(Backend):
 
     def __init__(self, path: str | Path):
         path = Path(path)
-        self.engine = None
+        self.engine: TensorRTEngine | None = None
         self._fallback: Backend | None = None
         self._notes: tuple[str, ...] = ()
         try:
@@ -71,6 +75,7 @@ class TensorRTBackend(Backend):
     def run(self, batch: np.ndarray) -> np.ndarray:
         h, w = self._sides(batch)
         if h <= self.max_sides[0] and w <= self.max_sides[1]:
+            assert self.engine is not None  # set in __init__, cleared by close()
             return self.engine(batch)
         return self._larger_than_the_profile(h, w).run(batch)
 

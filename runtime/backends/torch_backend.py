@@ -10,7 +10,9 @@ Only used when torch is installed; imports the generator definitions from `train
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,9 +53,10 @@ class TorchBackend(Backend):
         if self.dtype != torch.float32:
             model = half_with_fp32_instance_norm(model, self.dtype)
         if self.device == "cuda":
-            model = model.to("cuda", memory_format=torch.channels_last)
+            # Module.to takes memory_format (documented); the overloads of its annotations omit it
+            model = model.to("cuda", memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.backends.cudnn.benchmark = True  # fixed shapes repeat (folders, videos): pick the fastest kernels
-        self.model = model.eval()
+        self.model: Callable[..., Any] | None = model.eval()  # or torch.compile's wrapper; None once closed
         self.precision = precision
         self.cuda_graphs = cuda_graphs and self.device == "cuda"
         if compile:  # on CUDA "reduce-overhead" captures CUDA graphs itself
@@ -67,6 +70,7 @@ class TorchBackend(Backend):
         """uint8 NHWC on the device → uint8 NHWC on the device."""
         torch = self._torch
         x = x_uint8.permute(0, 3, 1, 2).to(self.dtype)
+        assert self.model is not None  # None only after close()
         y = self.model(x).float().clamp_(0, 255).round_().to(torch.uint8)
         return y.permute(0, 2, 3, 1).contiguous()
 
