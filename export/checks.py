@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from export.onnx_export import INPUT_NAME
-from train.errors import UserError
+from runtime.errors import UserError
 from train.norm import InstanceNorm2d
 
 PARITY_SIZES = ((67, 93), (96, 128))  # one not a multiple of 4; both above the texture net's 64 px minimum

@@ -17,10 +17,10 @@ from pathlib import Path
 import onnx
 
 from export.onnx_export import INPUT_NAME
+from runtime.atomic import write_atomic
 from runtime.cuda_device import gpu_identity
 from runtime.engine_sidecar import SIDECAR_FORMAT, sidecar_path
-from runtime.images import write_atomic
-from train.errors import UserError
+from runtime.errors import UserError
 
 DEFAULT_MIN, DEFAULT_OPT, DEFAULT_MAX = (1, 64, 64), (1, 720, 1280), (1, 2160, 3840)
 

@@ -18,7 +18,7 @@ from onnx import TensorProto, helper
 from export.checks import Check, check_graph, natural_images, session
 from export.image_io import IO_CONTRACTS
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME
-from train.errors import UserError
+from runtime.errors import UserError
 
 WRAP_OPSET = 13
 

@@ -13,7 +13,7 @@ from torch import nn
 from torch.export import Dim
 
 from export.image_io import IO_CONTRACTS, ImageIO
-from runtime.images import write_atomic
+from runtime.atomic import write_atomic
 
 INPUT_NAME, OUTPUT_NAME = "image", "stylized"
 DEFAULT_OPSET = 20

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,11 +24,12 @@ from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.image_io import ImageIO
 from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx, onnx_metadata, save_onnx
 from export.sources import load_source
+from runtime.atomic import temporary_name
 from runtime.channel_order import channel_order_note
 from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import sidecar_path
+from runtime.errors import UserError
 from train.checkpoint import check_writable
-from train.errors import UserError
 from train.norm import half_with_fp32_instance_norm
 
 
@@ -126,7 +126,7 @@ def export_model(
     for onnx_path in list(models):
         precision = "fp16" if onnx_path.name.endswith(".fp16.onnx") else "fp32"
         final = onnx_path.with_suffix(".engine")
-        staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:12]}.tmp")
+        staging = temporary_name(final)  # checked before it takes the final name
         try:
             sidecar = build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache, result.notes)
             if check:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime.errors import UserError
 from train.checkpoint import load_model
-from train.errors import UserError
 from train.generators import Generator, GeneratorSpec, build_generator, load_generator_weights
 from train.state_files import read_state_dict
 

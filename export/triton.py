@@ -11,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from train.errors import UserError
+from runtime.atomic import atomic_path, write_atomic
+from runtime.errors import UserError
 
 PLATFORMS = {".onnx": ("onnxruntime_onnx", "model.onnx"), ".engine": ("tensorrt_plan", "model.plan")}
 
@@ -80,13 +81,11 @@ def write_repository(repo: Path, name: str, model: Path, max_batch: int, device:
     folder = repo / name
     (folder / "1").mkdir(parents=True, exist_ok=True)
     target = folder / "1" / file_name
-    tmp = target.with_name(f".{file_name}.tmp")
-    shutil.copyfile(model, tmp)
-    tmp.replace(target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(model, tmp)
     for stale in (folder / "1").glob("model.*"):
         if stale != target:
             stale.unlink()
     config = folder / "config.pbtxt"
-    config.with_name(".config.pbtxt.tmp").write_text(text)
-    config.with_name(".config.pbtxt.tmp").replace(config)
+    write_atomic(text.encode(), config)
     return [config, target]

@@ -8,9 +8,7 @@ bombs. Writing: to a temporary name in the target folder, then renamed, so there
 from __future__ import annotations
 
 import io
-import os
 import threading
-import uuid
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,6 +16,8 @@ from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from runtime.errors import InputError
 
 # Pillow refuses images over 2 × Image.MAX_IMAGE_PIXELS (≈ 179 Mpx) as likely decompression bombs; so do we.
 DEFAULT_MAX_PIXELS = 2 * cast(int, Image.MAX_IMAGE_PIXELS)  # None only if someone turned Pillow's check off
@@ -30,7 +30,7 @@ ORIENTATION_TAG = 0x0112
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-class ImageError(Exception):
+class ImageError(InputError):
     """An input or output image problem; the message names the file and the fix."""
 
 
@@ -138,15 +138,3 @@ def encode(photo: Photo, format: str) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=format, **options)
     return buffer.getvalue()
-
-
-def write_atomic(data: bytes, path: Path) -> None:
-    """Write to a temporary name beside `path`, then rename: readers never see a partial file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
-    try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from runtime.atomic import stale_temporaries, write_atomic
+from runtime.errors import JobError
 from runtime.images import (
     DEFAULT_MAX_PIXELS,
     FORMAT_BY_SUFFIX,
@@ -27,7 +29,6 @@ from runtime.images import (
     decode,
     encode,
     read_photo,
-    write_atomic,
 )
 from runtime.stylizer import Stylizer
 
@@ -37,10 +38,6 @@ STDIO = "-"
 FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF",
                 "bmp": "BMP"}  # fmt: skip
 SUFFIX_BY_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif", "BMP": ".bmp"}
-
-
-class JobError(Exception):
-    """The job cannot start (bad arguments, output not writable): exit code 2."""
 
 
 @dataclass
@@ -134,9 +131,8 @@ def check_output(tasks: list[Task]) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             names = {Path(t.target).name for t in tasks if Path(t.target).parent == folder}
-            for stale in folder.glob(".*.partial"):
-                if stale.name[1:].rsplit(".", 2)[0] in names:
-                    stale.unlink()
+            for stale in stale_temporaries(folder, names):
+                stale.unlink(missing_ok=True)
             probe = folder / f".write-test.{time.time_ns()}"
             probe.write_bytes(b"")
             probe.unlink()

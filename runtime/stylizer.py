@@ -19,14 +19,11 @@ from PIL import Image
 
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
+from runtime.errors import ModelError
 from runtime.postprocess import blend, preserve_colors
 
 BACKENDS = ("tensorrt", "onnxruntime", "torch", "openvino")
 AUTO = ("tensorrt", "onnxruntime", "torch")  # openvino runs only when named: it is optional and CPU-only
-
-
-class ModelError(Exception):
-    """The model cannot be loaded or run as asked; the message says why and how to fix it."""
 
 
 def _make_backend(kind: str, path: Path, device: str | None) -> Backend:
@@ -154,6 +151,7 @@ class Stylizer:
         self.preserve_color = preserve_color
         self.notes = list(notes)
         self._reported: set[str] = set()
+        self.closed = False
 
     @classmethod
     def load(
@@ -279,7 +277,13 @@ class Stylizer:
         self, images: list[np.ndarray], batch_size: int = 8, alphas: list[np.ndarray | None] | None = None
     ) -> list[np.ndarray]:
         """H×W×3 uint8 RGB arrays → stylized arrays of the same sizes; images of one size run as one batch.
-        `alphas`: an H×W uint8 opacity per image (or None): a cut-out is normalized by its opaque part only."""
+        `alphas`: an H×W uint8 opacity per image (or None): a cut-out is normalized by its opaque part only.
+        An image with no pixels (0×W) comes back as it is: there is nothing to stylize."""
+        self._check_open()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
+        if alphas is not None and len(alphas) != len(images):
+            raise ValueError(f"{len(alphas)} alphas for {len(images)} images")
         results: list[np.ndarray | None] = [None] * len(images)
         alphas = alphas if alphas is not None else [None] * len(images)
         groups: dict[tuple[int, int, bool], list[int]] = {}
@@ -289,6 +293,9 @@ class Stylizer:
             alpha = alphas[index]
             if alpha is not None and alpha.shape != image.shape[:2]:
                 raise ValueError(f"alpha of shape {alpha.shape} for an image of {image.shape[:2]}")
+            if image.size == 0:
+                results[index] = image.copy()
+                continue
             cutout = alpha is not None and bool(alpha.min() < 255)
             groups.setdefault((image.shape[0], image.shape[1], cutout), []).append(index)
         for (_, _, cutout), indices in groups.items():
@@ -310,12 +317,14 @@ class Stylizer:
             return self._stylize_pil(image)
         array = np.asarray(image)
         if array.ndim == 4:
-            return np.stack(self.stylize_arrays(list(array)))
+            return np.stack(self.stylize_arrays(list(array))) if len(array) else array.copy()
         if array.ndim == 2:
             array = np.repeat(array[..., None], 3, axis=2)
         if array.ndim == 3 and array.shape[2] == 4:  # RGBA: a cut-out, its alpha kept
             rgb = self.stylize_arrays([np.ascontiguousarray(array[..., :3])], alphas=[array[..., 3]])[0]
             return np.dstack([rgb, array[..., 3]])
+        if array.ndim != 3 or array.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 (RGB), H×W×4 (RGBA) or H×W (grey) image, got shape {array.shape}")
         return self.stylize_arrays([array])[0]
 
     def _stylize_pil(self, image: Image.Image) -> Image.Image:
@@ -330,6 +339,9 @@ class Stylizer:
     def stream(self, frames: Iterable[np.ndarray], batch_size: int = 1) -> Iterator[np.ndarray]:
         """Stylize an iterator of equally sized frames, in order. A thread reads and prepares the next batch while
         the current one runs."""
+        self._check_open()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
         ready: queue.Queue = queue.Queue(maxsize=2)
         done = object()
         stop = threading.Event()
@@ -364,12 +376,19 @@ class Stylizer:
             while (item := ready.get()) is not done:
                 if isinstance(item, BaseException):
                     raise item
-                yield from self._run_same_size(item)
+                yield from self.stylize_arrays(item, batch_size=len(item))
         finally:
             stop.set()  # a consumer that stops early releases the producer (and the frame source)
 
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ModelError("this Stylizer is closed; load a new one with Stylizer.load()")
+
     def close(self) -> None:
-        self.backend.close()
+        """Release the model and its device resources. Idempotent; the Stylizer cannot run afterwards."""
+        if not self.closed:
+            self.closed = True
+            self.backend.close()
 
     def __enter__(self) -> Stylizer:
         return self

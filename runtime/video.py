@@ -3,15 +3,15 @@ timestamps, audio streams copied unchanged, written to a temporary name and rena
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 from PIL import Image
 
+from runtime.atomic import atomic_path
+from runtime.errors import InputError
 from runtime.jobs import Outcome, Task
 from runtime.stylizer import Stylizer
 
@@ -19,7 +19,7 @@ BT709, UNSPECIFIED = 1, 2  # AVColorSpace values
 CONTAINERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".webm": "webm", ".avi": "avi"}
 
 
-class VideoError(Exception):
+class VideoError(InputError):
     """A video that cannot be read or written; the message names the file."""
 
 
@@ -49,10 +49,9 @@ def stylize_video(
         source_container = av.open(str(source))
     except (av.error.FFmpegError, OSError) as exc:
         raise VideoError(f"{source}: cannot open video ({exc})") from None
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.partial")
     written = 0
     try:
-        with source_container:
+        with atomic_path(target) as tmp, source_container:
             if not source_container.streams.video:
                 raise VideoError(f"{source}: no video stream")
             video_in = source_container.streams.video[0]
@@ -126,13 +125,10 @@ def stylize_video(
                     on_frames(written, total)
                 for packet in video_out.encode(None):
                     sink.mux(packet)
-        if written == 0:
-            raise VideoError(f"{source}: no frame could be decoded")
-        os.replace(tmp, target)
+            if written == 0:
+                raise VideoError(f"{source}: no frame could be decoded")
     except av.error.FFmpegError as exc:
         raise VideoError(f"{source}: {exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return written
 
 

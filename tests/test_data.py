@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from runtime.errors import UserError
 from train.data import CropDataset, crop_to_square, load_style_image, open_rgb, scan_folder
-from train.errors import UserError
 
 
 def test_exif_orientation_is_applied(tmp_path):

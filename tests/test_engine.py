@@ -6,9 +6,9 @@ from typer.testing import CliRunner
 from export.engine import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT, make_profile, parse_shape
 from runtime.cuda_device import tensorrt_unavailable
 from runtime.engine_sidecar import SIDECAR_FORMAT, engine_mismatches, read_sidecar, sidecar_path
+from runtime.errors import UserError
 from tests.test_export import trained_model
 from toolkit.cli import app
-from train.errors import UserError
 
 NO_TENSORRT = tensorrt_unavailable()
 

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from runtime.errors import UserError
 from tests.helpers import photo_like
-from train.errors import UserError
 from train.generators import GeneratorSpec, build_generator, load_generator_weights
 from train.johnson import TransformerNet
 

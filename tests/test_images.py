@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from runtime.images import ImageError, Photo, decode, encode, read_photo, write_atomic
+from runtime.atomic import write_atomic
+from runtime.images import ImageError, Photo, decode, encode, read_photo
 
 
 def test_exif_orientation_is_applied_and_not_written_again(tmp_path):

@@ -199,3 +199,28 @@ def test_onnxruntime_and_onnxruntime_gpu_installed_together_is_named(exported_st
         OnnxRuntimeBackend(path, "cuda")
     assert any("pip uninstall -y onnxruntime onnxruntime-gpu" in n for n in OnnxRuntimeBackend(path).notes)
     assert OnnxRuntimeBackend(path, "cpu").notes == ()  # asked for the CPU: nothing to say
+
+
+def test_the_api_answers_odd_calls_plainly(exported_style):
+    _, path = exported_style
+    photo = photo_like((20, 24), 1)
+    stylizer = Stylizer.load(path)
+    for shape in [(0, 0, 3), (0, 10, 3), (10, 0, 3)]:  # nothing to stylize: the same empty image back
+        assert stylizer(np.zeros(shape, np.uint8)).shape == shape
+    assert stylizer(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0, 8, 8, 3)
+    assert stylizer([]) == [] and stylizer.stylize_arrays([]) == []
+    mixed = stylizer.stylize_arrays([photo, np.zeros((0, 5, 3), np.uint8), photo])
+    assert [m.shape for m in mixed] == [(20, 24, 3), (0, 5, 3), (20, 24, 3)] and np.array_equal(mixed[0], mixed[2])
+    with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1, not 0"):
+        stylizer.stylize_arrays([photo], batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be"):
+        list(stylizer.stream([photo], batch_size=0))
+    with pytest.raises(ValueError, match=r"expected an H×W×3 \(RGB\), H×W×4 \(RGBA\) or H×W \(grey\) image"):
+        stylizer(np.zeros((4, 4, 5), np.uint8))
+    assert [f.shape for f in stylizer.stream([photo, photo], batch_size=2)] == [(20, 24, 3)] * 2
+    stylizer.close()
+    stylizer.close()  # idempotent
+    with pytest.raises(ModelError, match="this Stylizer is closed; load a new one"):
+        stylizer(photo)
+    with pytest.raises(ModelError, match="closed"):
+        list(stylizer.stream([photo]))

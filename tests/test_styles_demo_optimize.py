@@ -140,7 +140,7 @@ class _BlowsUp(torch.nn.Module):
 
 
 def test_a_diverged_step_restarts_from_the_best_picture_and_a_lasting_divergence_stops():
-    from train.errors import UserError
+    from runtime.errors import UserError
     from train.optimize import optimize_image
 
     content = torch.full((1, 3, 8, 8), 100.0)

@@ -10,11 +10,11 @@ from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from runtime.errors import UserError
 from tests.helpers import assert_one_line_error, photo_like, write_images, write_vgg
 from toolkit.cli import app
 from train.checkpoint import load_model
 from train.config import resolve
-from train.errors import UserError
 from train.loop import Reporter, run_training
 
 runner = CliRunner()
@@ -67,7 +67,7 @@ def test_a_short_run_lowers_the_loss_and_writes_its_files(full_run):
     assert last < 0.7 * first
     assert summary["step"] == 20 and not summary["interrupted"] and summary["device"] == "cpu"
     assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000010.jpg", "step_0000020.jpg"]
-    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in out.rglob("*") if p.name.endswith((".tmp", ".partial"))]
     umask = os.umask(0o022)
     os.umask(umask)
     assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -6,8 +6,8 @@ import pytest
 from typer.testing import CliRunner
 
 from export.triton import check_config, config_text, write_repository
+from runtime.errors import UserError
 from toolkit.cli import app
-from train.errors import UserError
 
 pytest.importorskip("tritonclient.grpc")
 

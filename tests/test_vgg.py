@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from runtime.errors import UserError
 from tests.helpers import random_vgg_state
 from train import vgg_weights
-from train.errors import UserError
 from train.vgg import layer_names
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 

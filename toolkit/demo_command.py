@@ -18,8 +18,9 @@ def demo(
     styles: str = typer.Option(None, "--styles", help="Comma-separated bundled styles (default: all)."),
 ) -> None:
     """Stylize sample photos with the bundled styles, on the CPU, with no download and no file of yours."""
+    from runtime.atomic import write_atomic
     from runtime.bundled import bundled_styles, find_style
-    from runtime.images import Photo, encode, write_atomic
+    from runtime.images import Photo, encode
     from runtime.stylizer import ModelError, Stylizer
     from toolkit.sample_data import sample_photos
 

@@ -54,8 +54,8 @@ def optimize(
     with user_errors():
         config = resolve(overrides)
         target = resolve_device(config.device)
+        from runtime.errors import UserError
         from train.data import DECODE_ERRORS
-        from train.errors import UserError
 
         try:
             photo = open_rgb(content)
@@ -74,7 +74,8 @@ def optimize(
                 on_step=lambda step, losses: progress.update(bar, completed=step, loss=f"loss {losses['total']:.4g}"),
             )  # fmt: skip
         image = result.image[0].round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        from runtime.images import FORMAT_BY_SUFFIX, Photo, encode, write_atomic
+        from runtime.atomic import write_atomic
+        from runtime.images import FORMAT_BY_SUFFIX, Photo, encode
 
         out.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(encode(Photo(image), FORMAT_BY_SUFFIX.get(out.suffix.lower(), "PNG")), out)

@@ -14,17 +14,15 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Turn the stages' UserError (and Ctrl-C) into a one-line message and an exit code."""
-    from runtime.jobs import JobError
-    from runtime.stylizer import ModelError
-    from train.errors import UserError
+    """Turn the stages' errors (runtime.errors.ToolkitError, and Ctrl-C) into a one-line message and an exit code."""
+    from runtime.errors import ToolkitError
 
     try:
         yield
-    except (UserError, ModelError, JobError) as exc:
+    except ToolkitError as exc:
         message = " ".join(str(exc).split())
         print(f"error: {message}", file=sys.stderr)
-        raise typer.Exit(2) from None
+        raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise typer.Exit(130) from None

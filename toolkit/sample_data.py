@@ -38,7 +38,7 @@ def stained_glass(size: int = 384, cells: int = 70, seed: int = 0) -> Image.Imag
 
 def sample_photos(names=SKIMAGE_PHOTOS) -> dict[str, np.ndarray]:
     """scikit-image's sample photos by name (grey ones as they are); a UserError naming the extra without it."""
-    from train.errors import UserError
+    from runtime.errors import UserError
 
     try:
         from skimage import data

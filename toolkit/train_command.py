@@ -61,9 +61,9 @@ def train(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Train a generator for one style. Stop with Ctrl-C at any time; --resume continues exactly."""
+    from runtime.errors import UserError
     from train.checkpoint import read_checkpoint_config
     from train.config import resolve
-    from train.errors import UserError
     from train.loop import CHECKPOINT_FILE, run_training
 
     overrides = dict(

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from train.errors import UserError
+from runtime.errors import UserError
 from train.johnson import TransformerNet
 from train.norm import NORMS
 from train.texture import TextureNet

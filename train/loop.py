@@ -14,6 +14,8 @@ from typing import Protocol
 import torch
 from PIL import Image
 
+from runtime.atomic import atomic_path, write_atomic
+from runtime.errors import UserError
 from train.checkpoint import check_writable, load_checkpoint, save_checkpoint, save_model
 from train.config import TrainConfig, parse_layers
 from train.data import (
@@ -26,7 +28,6 @@ from train.data import (
     open_rgb,
 )
 from train.data import scan_folder as scan_images
-from train.errors import UserError
 from train.generators import GeneratorSpec, build_generator
 from train.losses import PerceptualLoss
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
@@ -141,10 +142,9 @@ def _sample_inputs(files: list[Path], size: int) -> torch.Tensor:
     return torch.stack(crops)
 
 
-def _atomic_image(image: Image.Image, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    image.save(tmp, format="JPEG", quality=92)
-    os.replace(tmp, path)
+def _write_image(image: Image.Image, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="JPEG", quality=92)
 
 
 def _trim_log(path: Path, last_step: int) -> None:
@@ -158,9 +158,7 @@ def _trim_log(path: Path, last_step: int) -> None:
                 kept.append(line)
         except (ValueError, KeyError, TypeError):
             continue  # a line torn by a crash
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    write_atomic("".join(line + "\n" for line in kept).encode(), path)
 
 
 def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_last: bool = False):
@@ -270,7 +268,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
             outputs = generator(sample_inputs.to(device)).cpu()
         generator.train()
         (out / SAMPLES_DIR).mkdir(exist_ok=True)
-        _atomic_image(_sample_grid(sample_inputs, outputs), out / SAMPLES_DIR / f"step_{at_step:07d}.jpg")
+        _write_image(_sample_grid(sample_inputs, outputs), out / SAMPLES_DIR / f"step_{at_step:07d}.jpg")
 
     generator.train()
     losses: dict[str, float] = {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from train.errors import UserError
+from runtime.errors import UserError
 from train.losses import PerceptualLoss
 
 DIVERGED = 10.0  # a loss this many times the starting one means the optimizer has blown up

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from train.errors import UserError
+from runtime.errors import UserError
 
 
 def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:

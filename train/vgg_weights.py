@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from train.errors import UserError
+from runtime.errors import UserError
 from train.state_files import read_state_dict
 from train.vgg import CONFIGS, PaddingMode, VggFeatures, conv_shapes, imagenet_input_transform, layer_names
 

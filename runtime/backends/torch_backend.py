@@ -34,8 +34,8 @@ class TorchBackend(Backend):
             import torch
         except ImportError:
             raise BackendUnavailable("torch is not installed; export the model to ONNX with toolkit export") from None
+        from runtime.errors import UserError
         from train.checkpoint import load_model
-        from train.errors import UserError
         from train.norm import half_with_fp32_instance_norm
 
         if device == "cuda" and not torch.cuda.is_available():
