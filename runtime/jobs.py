@@ -224,7 +224,7 @@ def run_images(
         finish(outcome)
     # A remote backend can have several requests in flight (the server batches and computes while this process
     # waits); a local one runs one batch at a time.
-    in_flight = getattr(stylizer.backend, "max_in_flight", 1)
+    in_flight = stylizer.backend.max_in_flight
 
     with (
         ThreadPoolExecutor(workers, "decode") as decoders,

@@ -18,44 +18,10 @@ import numpy as np
 from PIL import Image
 
 from runtime.backends.base import Backend, BackendUnavailable
+from runtime.backends.table import BACKENDS, candidates
 from runtime.contract import Contract
 from runtime.errors import ModelError
 from runtime.postprocess import blend, preserve_colors
-
-BACKENDS = ("tensorrt", "onnxruntime", "torch", "openvino")
-AUTO = ("tensorrt", "onnxruntime", "torch")  # openvino runs only when named: it is optional and CPU-only
-
-
-def _make_backend(kind: str, path: Path, device: str | None) -> Backend:
-    if kind == "tensorrt":
-        if device == "cpu":
-            raise BackendUnavailable("TensorRT needs a GPU and --device cpu was asked")
-        from runtime.backends.tensorrt_backend import TensorRTBackend
-
-        return TensorRTBackend(path)
-    if kind == "onnxruntime":
-        from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(path, device)
-    if kind == "openvino":
-        from runtime.backends.openvino_backend import OpenVinoBackend
-
-        return OpenVinoBackend(path, device)
-    from runtime.backends.torch_backend import TorchBackend
-
-    return TorchBackend(path, device)
-
-
-def _candidates(path: Path) -> list[tuple[str, Path]]:
-    """Which backend can run which file, best first: an engine, the ONNX file beside it, or a torch checkpoint."""
-    suffix = path.suffix.lower()
-    if suffix == ".engine":
-        return [("tensorrt", path), ("onnxruntime", path.with_suffix(".onnx"))]
-    if suffix == ".onnx":
-        return [("tensorrt", path.with_suffix(".engine")), ("onnxruntime", path), ("openvino", path)]
-    if suffix == ".safetensors":
-        return [("torch", path)]
-    raise ModelError(f"{path}: unknown model type {suffix or '(none)'}; give a .onnx, .engine or .safetensors file")
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -82,22 +48,23 @@ def open_backend(
     if backend not in ("auto", *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
     path = resolve_model(model)
-    candidates = [(k, f) for k, f in _candidates(path) if k == backend or (backend == "auto" and k in AUTO)]
-    if not candidates:
-        kinds = ", ".join(kind for kind, _ in _candidates(path))
+    possible = candidates(path)
+    chosen = [(k, f) for k, f in possible if k.name == backend or (backend == "auto" and k.in_auto)]
+    if not chosen:
+        kinds = ", ".join(kind.name for kind, _ in possible)
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
     notes: list[str] = []
-    for kind, file in candidates:
+    for kind, file in chosen:
         if not file.exists():
             if backend != "auto":
-                raise ModelError(f"--backend {kind}: {file} does not exist")
+                raise ModelError(f"--backend {kind.name}: {file} does not exist")
             continue
         try:
-            return _make_backend(kind, file, device), notes
+            return kind.open(file, device), notes
         except BackendUnavailable as exc:
             if backend != "auto":
-                raise ModelError(f"--backend {kind} cannot run {file.name}: {exc}") from None
-            notes.append(f"{kind} not used for {file.name}: {exc}")
+                raise ModelError(f"--backend {kind.name} cannot run {file.name}: {exc}") from None
+            notes.append(f"{kind.name} not used for {file.name}: {exc}")
         except ValueError as exc:
             raise ModelError(str(exc)) from None
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
@@ -171,7 +138,7 @@ class Stylizer:
         exports; other backends see them on mid-grey."""
         chosen, notes = open_backend(model, backend, device)
         notes.extend(chosen.notes)
-        if chosen.name == "onnxruntime":
+        if chosen.takes_statistics:
             chosen = _with_tiles(chosen, tile)
         elif tile not in ("off", "auto"):
             notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")

@@ -10,12 +10,21 @@ class BackendUnavailable(Exception):
 
 
 class Backend:
-    """Runs a batch already in the model's input layout and dtype; returns the model's raw output batch."""
+    """Runs a batch already in the model's input layout and dtype; returns the model's raw output batch.
+
+    What callers read: `name`, `device` ("cpu" or "cuda"), `contract` (the model's I/O), `notes` (one line each on
+    how the model is run), `max_in_flight` (how many batches a job may have running at once: 1 here, more for a
+    remote server), `takes_statistics` (whether the backend can run the model's graph with instance-norm statistics
+    supplied from outside, which large photos in tiles and cut-outs need; see runtime.tiling). A backend is a
+    context manager: leaving the block releases its resources.
+    """
 
     name = "base"
     contract: Contract
     device = "cpu"
-    notes: tuple[str, ...] = ()  # one line each about how the model is run (e.g. a guessed channel order)
+    notes: tuple[str, ...] = ()
+    max_in_flight = 1
+    takes_statistics = False
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -32,3 +41,9 @@ class Backend:
 
     def close(self) -> None:
         """Release device resources (GPU buffers, streams). Idempotent."""
+
+    def __enter__(self) -> Backend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -35,6 +35,7 @@ def _both_onnxruntime_packages() -> str | None:
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    takes_statistics = True  # the graphs runtime.tiling derives run in sessions like this one's
 
     def __init__(self, path: str | Path, device: str | None = None, threads: int | None = None):
         try:
