@@ -19,11 +19,13 @@ from export.checks import (
     check_norm_nodes,
     check_parity,
 )
-from export.engine import ShapeProfile, build_engine, make_profile
+from export.engine import ShapeProfile, build_engine
 from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.image_io import ImageIO
-from export.onnx_export import DEFAULT_OPSET, INPUT_NAME, build_onnx, onnx_metadata, save_onnx
+from export.onnx_export import INPUT_NAME, build_onnx, onnx_metadata, save_onnx
+from export.options import ExportOptions
 from export.sources import load_source
+from export.triton import write_repository
 from runtime.atomic import temporary_name
 from runtime.channel_order import channel_order_note
 from runtime.cuda_device import tensorrt_unavailable
@@ -45,59 +47,50 @@ class ExportResult:
 
 
 def export_model(
-    model_path: str | Path,
-    out_dir: str | Path,
-    name: str | None = None,
-    fp16: bool = False,
-    opset: int = DEFAULT_OPSET,
-    io: str = "uint8",
-    check: bool = True,
-    version: str = "0",
-    engine: bool | None = None,
-    min_shape: str | None = None,
-    opt_shape: str | None = None,
-    max_shape: str | None = None,
-    workspace_gib: float = 4.0,
-    timing_cache: str | Path | None = None,
-    channel_order: str = "auto",
+    model_path: str | Path, out_dir: str | Path, options: ExportOptions | None = None, **settings
 ) -> ExportResult:
-    """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars.
+    """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars; with
+    `options.triton`, a Triton model repository for the best of them. `settings` (ExportOptions' fields) stand in for
+    `options`; either way they are checked before the model is loaded."""
+    options = options or ExportOptions(**settings)
+    model_path, out_dir = Path(model_path), Path(out_dir)
+    if model_path.suffix.lower() == ".onnx":
+        result = _export_foreign(model_path, out_dir, options)
+        profile = None
+    else:
+        result, profile = _export_generator(model_path, out_dir, options)
+    if options.triton is not None and result.ok and result.files:
+        result.files += [str(p) for p in _triton_repository(result.files, profile, options)]
+    return result
 
-    `engine`: True = build engines, False = don't, None = build them when TensorRT and a GPU are present.
-    """
-    if io not in ("uint8", "float"):
-        raise UserError(f"--io must be uint8 or float, not {io!r}")
-    if channel_order not in ("auto", "rgb", "bgr"):
-        raise UserError(f"--channel-order must be auto, rgb or bgr, not {channel_order!r}")
-    if Path(model_path).suffix.lower() == ".onnx":
-        return _export_foreign(Path(model_path), Path(out_dir), name, io, check, version, fp16, engine, channel_order)
-    if channel_order == "bgr":
+
+def _export_generator(
+    model_path: Path, out_dir: Path, options: ExportOptions
+) -> tuple[ExportResult, ShapeProfile | None]:
+    if options.channel_order == "bgr":
         raise UserError("--channel-order applies to imported .onnx models only; our generators are RGB")
+    io, check = options.io, options.check
     source = load_source(model_path)
-    out_dir = Path(out_dir)
     check_writable(out_dir, "-o/--out")
-    name = name or source.name
+    name = options.name or source.name
     generator = source.generator.eval()
     min_size = generator.minimum_size
     spec = source.spec.to_dict()
-    profile = make_profile(min_shape, opt_shape, max_shape, min_size)
-    if workspace_gib <= 0:
-        raise UserError("--workspace must be positive (GiB)")
+    profile = options.profile(min_size)
 
     fp32_wrapped = ImageIO(generator, io).eval()
-    fp32 = build_onnx(
-        fp32_wrapped, opset, min_size, onnx_metadata(spec, io, "fp32", min_size, source.training, version)
-    )
+    meta = onnx_metadata(spec, io, "fp32", min_size, source.training, options.version)
+    fp32 = build_onnx(fp32_wrapped, options.opset, min_size, meta)
     models = {out_dir / f"{name}.onnx": fp32}
     checks: list[Check] = []
     if check:
         checks += [check_graph(fp32), *check_norm_nodes(fp32, generator, source.spec.norm)]
         checks.append(check_parity(fp32, fp32_wrapped, io))
-    if fp16:
+    if options.fp16:
         half = half_with_fp32_instance_norm(generator)
         half_wrapped = ImageIO(half, io, torch.float16).eval()
-        meta = onnx_metadata(spec, io, "fp16", min_size, source.training, version)
-        fp16_model = build_onnx(half_wrapped, opset, min_size, meta)
+        meta = onnx_metadata(spec, io, "fp16", min_size, source.training, options.version)
+        fp16_model = build_onnx(half_wrapped, options.opset, min_size, meta)
         models[out_dir / f"{name}.fp16.onnx"] = fp16_model
         if check:
             fp16_checks = [check_graph(fp16_model), *check_norm_nodes(fp16_model, generator, source.spec.norm)]
@@ -107,7 +100,7 @@ def export_model(
             checks += fp16_checks
     result = ExportResult([], checks, source.notes)
     if not result.ok:
-        return result  # nothing written: a file that failed its checks is not handed out
+        return result, profile  # nothing written: a file that failed its checks is not handed out
     for path, model in models.items():
         save_onnx(model, path)
         result.files.append(str(path))
@@ -116,19 +109,21 @@ def export_model(
             stale.unlink(missing_ok=True)
             sidecar_path(stale).unlink(missing_ok=True)
             result.notes.append(f"removed {stale.name}: it was built from the previous {path.name}")
-    if engine is False:
-        return result
+    if options.engine is False:
+        return result, profile
     reason = tensorrt_unavailable()
     if reason:
         result.notes.append(f"TensorRT engines not built: {reason}; the ONNX files are written")
-        return result
-    cache = Path(timing_cache) if timing_cache else out_dir / "timing.cache"
+        return result, profile
+    cache = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
     for onnx_path in list(models):
         precision = "fp16" if onnx_path.name.endswith(".fp16.onnx") else "fp32"
         final = onnx_path.with_suffix(".engine")
         staging = temporary_name(final)  # checked before it takes the final name
         try:
-            sidecar = build_engine(onnx_path, staging, io, precision, profile, workspace_gib, cache, result.notes)
+            sidecar = build_engine(
+                onnx_path, staging, io, precision, profile, options.workspace_gib, cache, result.notes
+            )
             if check:
                 sizes = [_clip_to_profile((2, h, w), profile) for h, w in PARITY_SIZES]
                 engine_check = check_engine(staging, fp32, io, sizes)
@@ -149,7 +144,22 @@ def export_model(
         finally:
             staging.unlink(missing_ok=True)
             sidecar_path(staging).unlink(missing_ok=True)
-    return result
+    return result, profile
+
+
+def _triton_repository(files: list[str], profile: ShapeProfile | None, options: ExportOptions) -> list[Path]:
+    """The repository entry for the best file written: the fp16 engine, the fp32 engine, else the fp32 ONNX. An
+    engine's batch limit is its profile's maximum batch."""
+    paths = [Path(f) for f in files]
+    engines = sorted((p for p in paths if p.suffix == ".engine"), key=lambda p: ".fp16" not in p.name)
+    onnx_files = [p for p in paths if p.suffix == ".onnx" and not p.name.endswith(".fp16.onnx")]
+    model = engines[0] if engines else onnx_files[0]
+    max_batch = options.triton_max_batch
+    if max_batch is None:
+        max_batch = profile.max[0] if engines and profile is not None else 8
+    device = options.triton_device or ("gpu" if engines else "cpu")
+    assert options.triton is not None
+    return write_repository(options.triton, model.name.split(".")[0], model, max_batch, device)
 
 
 def _clip_to_profile(shape: tuple[int, int, int], profile: ShapeProfile) -> tuple[int, int, int]:
@@ -157,11 +167,9 @@ def _clip_to_profile(shape: tuple[int, int, int], profile: ShapeProfile) -> tupl
     return n, h, w
 
 
-def _export_foreign(
-    path: Path, out_dir: Path, name: str | None, io: str, check: bool, version: str, fp16: bool,
-    engine: bool | None, channel_order: str,
-) -> ExportResult:  # fmt: skip
+def _export_foreign(path: Path, out_dir: Path, options: ExportOptions) -> ExportResult:
     """An ONNX style model from elsewhere: wrapped with our I/O contract where possible, checked, written."""
+    io, check, channel_order = options.io, options.check, options.channel_order
     if not path.is_file():
         raise UserError(f"model file not found: {path}")
     try:
@@ -177,14 +185,14 @@ def _export_foreign(
     if guessed_note:
         notes.insert(0, guessed_note.replace("so it runs as", "so it is imported as"))
     check_writable(out_dir, "-o/--out")
-    name = name or path.stem
+    name = options.name or path.stem
     del model.metadata_props[:]
-    for key, value in foreign_metadata(name, str(path), contract, version).items():
+    for key, value in foreign_metadata(name, str(path), contract, options.version).items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    if fp16:
+    if options.fp16:
         notes.append("--fp16 is not available for imported ONNX models; only the fp32 file is written")
-    if engine:
+    if options.engine:
         notes.append("TensorRT engines are not built for imported ONNX models")
     result = ExportResult([], foreign_checks(original, model, contract, bgr) if check else [], notes)
     if result.ok:

@@ -164,3 +164,24 @@ def test_an_exported_model_names_its_training_files_without_their_local_folders(
     assert recorded == {**training, "data": "photos", "vgg_weights": "vgg_r31.pth"}
     written = Path(result.files[0]).read_bytes()
     assert b"alice" not in written and str(Path(export.checks.__file__).parent).encode() not in written
+
+
+def test_every_option_is_checked_before_the_model_is_loaded(tmp_path, monkeypatch):
+    import export.pipeline
+
+    def must_not_load(path):
+        raise AssertionError("the model was loaded before the options were checked")
+
+    monkeypatch.setattr(export.pipeline, "load_source", must_not_load)
+    bad = [
+        (["--workspace", "0"], "--workspace must be positive"),
+        (["--io", "bytes"], "--io must be uint8 or float"),
+        (["--max-shape", "1x64"], "height: need min ≤ opt ≤ max"),
+        (["--triton", str(tmp_path / "repo"), "--triton-max-batch", "0"], "--triton-max-batch must be at least 1"),
+        (["--triton-device", "tpu"], "--triton-device must be cpu or gpu"),
+        (["--opset", "7"], "--opset 7: choose 18–23"),
+        (["--name", "../x"], "give a file name stem without folders"),
+    ]
+    for flags, message in bad:
+        result = CliRunner().invoke(app, ["export", str(tmp_path / "model.safetensors"), "-o", str(tmp_path), *flags])
+        assert_one_line_error(result, message)

@@ -46,15 +46,17 @@ def export(
     json_output: bool = typer.Option(False, "--json", help="Print the result as one JSON object."),
 ) -> None:
     """Export a generator to ONNX with dynamic batch/height/width, and check it."""
+    from export.options import ExportOptions
     from export.pipeline import export_model
 
     with user_errors():
-        result = export_model(
-            model, out, name, fp16, opset, io, check, __version__,
-            engine, min_shape, opt_shape, max_shape, workspace, timing_cache, channel_order,
+        options = ExportOptions(
+            name=name, fp16=fp16, opset=opset, io=io, check=check, version=__version__, engine=engine,
+            min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, workspace_gib=workspace,
+            timing_cache=timing_cache, channel_order=channel_order, triton=triton, triton_max_batch=triton_max_batch,
+            triton_device=triton_device,
         )  # fmt: skip
-        if triton is not None and result.ok:
-            result.files += [str(p) for p in _triton(result.files, triton, triton_max_batch, triton_device)]
+        result = export_model(model, out, options)
     if json_output:
         checks = [c.__dict__ for c in result.checks]
         typer.echo(json.dumps({"ok": result.ok, "files": result.files, "checks": checks, "notes": result.notes}))
@@ -70,21 +72,3 @@ def export(
         written = "only the files listed above were written" if result.files else "no file was written"
         stderr.print(f"error: export checks failed; {written}", markup=False)
         raise typer.Exit(1)
-
-
-def _triton(files: list[str], repo: Path, max_batch: int | None, device: str | None) -> list[Path]:
-    """The repository entry for the best file written: the fp16 engine, the fp32 engine, else the fp32 ONNX."""
-    from export.triton import write_repository
-    from runtime.engine_sidecar import sidecar_path
-
-    paths = [Path(f) for f in files]
-    engines = sorted((p for p in paths if p.suffix == ".engine"), key=lambda p: ".fp16" not in p.name)
-    onnx = [p for p in paths if p.suffix == ".onnx" and not p.name.endswith(".fp16.onnx")]
-    model = engines[0] if engines else onnx[0]
-    name = model.name.split(".")[0]
-    if max_batch is None:
-        max_batch = 8
-        if model.suffix == ".engine":
-            sidecar = json.loads(sidecar_path(model).read_text())
-            max_batch = int(sidecar["profiles"][0]["max"][0])
-    return write_repository(repo, name, model, max_batch, device or ("gpu" if model.suffix == ".engine" else "cpu"))
