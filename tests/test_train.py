@@ -274,3 +274,23 @@ def test_settings_out_of_range_and_resuming_below_the_checkpoint_are_errors(inpu
         assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
     out, _ = full_run
     assert_one_line_error(invoke(["train", "--out", str(out), "--resume", "--steps", "5"]), "already at step 20")
+
+
+def test_init_starts_a_new_run_from_another_runs_weights(inputs, full_run, tmp_path):
+    out, _ = full_run
+    start, _ = load_model(out / "model.safetensors")
+    args = train_args(inputs, tmp_path / "tuned", 1, "--init", str(out / "model.safetensors"))
+    args[args.index("--lr") + 1] = "1e-9"  # one step this small leaves the weights where they started
+    assert invoke(args).exit_code == 0
+    tuned, meta = load_model(tmp_path / "tuned" / "model.safetensors")
+    for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+    assert meta["training"]["init"] == "model.safetensors"
+    fresh = train_args(inputs, tmp_path / "fresh", 1)
+    fresh[fresh.index("--lr") + 1] = "1e-9"
+    assert invoke(fresh).exit_code == 0
+    scratch, _ = load_model(tmp_path / "fresh" / "model.safetensors")
+    assert not torch.allclose(scratch.conv1.conv2d.weight, start.conv1.conv2d.weight)  # the test has teeth
+    wider = train_args(inputs, tmp_path / "wide", 1, "--init", str(out / "model.safetensors"))
+    wider[wider.index("--width") + 1] = "1.0"
+    assert_one_line_error(runner.invoke(app, wider), "--init model.safetensors is a", "width=0.5")

@@ -49,6 +49,9 @@ def train(
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
     seed: int = typer.Option(None, "--seed"),
+    init: Path = typer.Option(
+        None, "--init", help="Start from another run's model.safetensors (same generator): fine-tuning."
+    ),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
     log_every: int = typer.Option(None, "--log-every", help="Steps between log.jsonl lines."),
     sample_every: int = typer.Option(None, "--sample-every", help="Steps between sample grids (0 = none)."),
@@ -93,6 +96,7 @@ def train(
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,
         seed=seed,
+        init=_abs(init),
         checkpoint_every=checkpoint_every,
         log_every=log_every,
         sample_every=sample_every,

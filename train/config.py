@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from train.errors import UserError
+from runtime.errors import UserError
 
 
 @dataclass
@@ -40,6 +40,7 @@ class TrainConfig:
     lr_decay: float = 1.0
     lr_decay_every: int = 0
     seed: int = 42
+    init: str | None = None  # a model.safetensors whose weights the generator starts from (fine-tuning)
     # bookkeeping and hardware
     checkpoint_every: int = 1000
     log_every: int = 50
@@ -127,6 +128,29 @@ PRESETS: dict[str, dict] = {
         steps=50000,
         epochs=None,
     ),
+    # Ours, the recipe of the bundled styles (scripts/train_bundled_styles.py): Johnson et al.'s layers with every
+    # term a relative error, so that the deep layers count whatever the VGG file's feature scale (with the Caffe-scale
+    # VGG-16 of our assets, relu4_3's raw Gram term is 1e5 times smaller than relu2_2's). Weights from 400-step
+    # probes and 4000-step runs measured with the quality yardstick (docs/quality.md): style 2–6 against content 1.
+    "balanced": dict(
+        arch="johnson",
+        loss_net="vgg16",
+        content_layers="relu3_3",
+        style_layers="relu1_2,relu2_2,relu3_3,relu4_3",
+        content_weight=1.0,
+        style_weight=3.0,
+        tv_weight=10.0,
+        loss_scale="relative",
+        lr=1e-3,
+        lr_decay=0.3,
+        lr_decay_every=2500,
+        batch_size=4,
+        image_size=192,
+        style_size=384,
+        crop="random",
+        steps=4000,
+        epochs=None,
+    ),
     # Ours: for loss networks that stop at relu3_1, such as the Caffe-normalised VGG-19 encoder
     # (vgg_r31.pth) that WCT and LinearStyleTransfer ship. Weights chosen on that network from 400-step CPU runs
     # (mosaic, half width, 128² crops): style 1e3 left the style loss flat, 1e4 at lr 2e-3 stylized.
@@ -175,6 +199,7 @@ FIXED_ON_RESUME = (
     "lr_decay",
     "lr_decay_every",
     "seed",
+    "init",
 )
 
 CHOICES = {

@@ -16,7 +16,7 @@ from PIL import Image
 
 from runtime.atomic import atomic_path, write_atomic
 from runtime.errors import UserError
-from train.checkpoint import check_writable, load_checkpoint, save_checkpoint, save_model
+from train.checkpoint import check_writable, load_checkpoint, load_model, save_checkpoint, save_model
 from train.config import TrainConfig, parse_layers
 from train.data import (
     DECODE_ERRORS,
@@ -161,6 +161,17 @@ def _trim_log(path: Path, last_step: int) -> None:
     write_atomic("".join(line + "\n" for line in kept).encode(), path)
 
 
+def _start_from(generator: torch.nn.Module, spec: GeneratorSpec, path: Path) -> None:
+    """Fine-tuning: the generator starts from the weights of another run's model.safetensors (same architecture)."""
+    if not path.is_file():
+        raise UserError(f"--init: {path} not found; give a model.safetensors from toolkit train")
+    start, meta = load_model(path)
+    theirs = GeneratorSpec(**meta["generator"])
+    if theirs != spec:
+        raise UserError(f"--init {path.name} is a {theirs}, this run trains a {spec}; give a model of the same kind")
+    generator.load_state_dict(start.state_dict())
+
+
 def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_last: bool = False):
     """The loss of `config` against its style image, on `device`; returns (loss module, where the VGG came from)."""
     style = load_style_image(config.style, config.style_size)
@@ -201,6 +212,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
     spec = GeneratorSpec(config.arch, config.norm, config.width, config.noise_channels)
     torch.manual_seed(config.seed)
     generator = build_generator(spec)
+    if config.init and not resume:
+        _start_from(generator, spec, Path(config.init))
     optimizer = torch.optim.Adam(generator.parameters(), lr=config.lr)
     total_steps = config.total_steps(len(folder.files))
 
@@ -255,6 +268,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "batch_size": config.batch_size,
         "lr": config.lr,
         "seed": config.seed,
+        "init": Path(config.init).name if config.init else None,
     }
 
     def save(at_step: int) -> None:
