@@ -68,6 +68,17 @@ def session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+def check_finite_weights(model: onnx.ModelProto) -> Check:
+    """No NaN or infinite weight: with uint8 output a NaN comes out as 0, so parity alone passes a black model."""
+    from onnx import numpy_helper
+
+    bad = [t.name for t in model.graph.initializer
+           if t.data_location != onnx.TensorProto.EXTERNAL and (a := numpy_helper.to_array(t)).dtype.kind == "f"
+           and not np.isfinite(a).all()]  # fmt: skip
+    detail = f"NaN or infinite in {', '.join(bad[:3])}" if bad else "all finite"
+    return Check("weights", not bad, detail)
+
+
 def check_graph(model: onnx.ModelProto) -> Check:
     try:
         onnx.checker.check_model(model, full_check=True)

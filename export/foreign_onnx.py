@@ -15,9 +15,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from export.checks import Check, check_graph, natural_images, session
+from export.checks import Check, check_finite_weights, check_graph, natural_images, session
 from export.image_io import IO_CONTRACTS
 from export.onnx_export import INPUT_NAME, OUTPUT_NAME
+from runtime.contract import MAX_FIXED_SIDE
 from runtime.errors import UserError
 
 WRAP_OPSET = 13
@@ -46,6 +47,9 @@ def describe(model: onnx.ModelProto, source: str) -> tuple[str, str, tuple[int, 
                 f"{TensorProto.DataType.Name(value.type.tensor_type.elem_type)} {dims}; expected float N×3×H×W)"
             )
     h, w = _dims(inputs[0])[2:]
+    if h and w and max(h, w) > MAX_FIXED_SIDE:  # checking it would allocate gigabytes
+        raise UserError(f"{source}: it takes a fixed {h}×{w} input, beyond any picture (the limit is "
+                        f"{MAX_FIXED_SIDE} a side); not a style model this can import")  # fmt: skip
     return inputs[0].name, outputs[0].name, (h, w) if h and w else None
 
 
@@ -167,7 +171,7 @@ def foreign_checks(original: onnx.ModelProto, result: onnx.ModelProto, contract:
     ops = [node.op_type for node in result.graph.node]
     norms = Check("InstanceNormalization nodes", ops.count("InstanceNormalization") > 0,
                   f"{ops.count('InstanceNormalization')} found")  # fmt: skip
-    checks = [check_graph(result), norms]
+    checks = [check_graph(result), check_finite_weights(result), norms]
     if "BatchNormalization" in ops:
         checks.append(Check("BatchNormalization nodes", True, "found: their statistics are frozen", warning=True))
     if contract["input"] == INPUT_NAME:  # a model kept as it is is the original: nothing to compare

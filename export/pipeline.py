@@ -13,6 +13,7 @@ from export.checks import (
     PARITY_SIZES,
     Check,
     check_engine,
+    check_finite_weights,
     check_fp16,
     check_fp32_instance_norm,
     check_graph,
@@ -84,7 +85,7 @@ def _export_generator(
     models = {out_dir / f"{name}.onnx": fp32}
     checks: list[Check] = []
     if check:
-        checks += [check_graph(fp32), *check_norm_nodes(fp32, generator, source.spec.norm)]
+        checks += [check_graph(fp32), check_finite_weights(fp32), *check_norm_nodes(fp32, generator, source.spec.norm)]
         checks.append(check_parity(fp32, fp32_wrapped, io))
     if options.fp16:
         half = half_with_fp32_instance_norm(generator)
@@ -174,6 +175,10 @@ def _export_foreign(path: Path, out_dir: Path, options: ExportOptions) -> Export
         raise UserError(f"model file not found: {path}")
     try:
         original = onnx.load(path)
+    except onnx.checker.ValidationError as exc:  # onnx refuses external data it must not read
+        first = (str(exc).strip().splitlines() or ["refused"])[0]
+        raise UserError(f"{path}: its weights are in an external data file that cannot be used ({first}); give "
+                        "a self-contained .onnx (onnx.save with save_as_external_data=False)") from None  # fmt: skip
     except Exception as exc:  # protobuf raises DecodeError and others on a file that is not ONNX
         raise UserError(f"{path}: not an ONNX file ({type(exc).__name__})") from None
     guessed_note = None

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+# Beyond these a model's declared sizes are not a picture's but an allocation of many gigabytes: refused at load.
+MAX_FIXED_SIDE = 16384
+MAX_MIN_SIZE = 4096
+
 
 @dataclass(frozen=True)
 class Contract:
@@ -20,13 +24,32 @@ class Contract:
     @classmethod
     def from_io_metadata(cls, io_json: str) -> Contract:
         """From the `io` entry that `toolkit export` writes into the ONNX metadata and the engine sidecar."""
-        io = json.loads(io_json)
-        fixed = io.get("fixed_size")
-        return cls(
-            io.get("input", "image"), io.get("output", "stylized"), io.get("layout", "NHWC"),
-            io.get("dtype", "uint8"), io.get("channels", "RGB"), tuple(fixed) if fixed else None,
-            int(io.get("min_size", 1)),
-        )  # fmt: skip
+        try:
+            io = json.loads(io_json)
+            if not isinstance(io, dict):
+                raise ValueError(f"a JSON object was expected, not {type(io).__name__}")
+            fixed = io.get("fixed_size")
+            contract = cls(
+                str(io.get("input", "image")), str(io.get("output", "stylized")), io.get("layout", "NHWC"),
+                io.get("dtype", "uint8"), io.get("channels", "RGB"),
+                (int(fixed[0]), int(fixed[1])) if fixed else None, int(io.get("min_size", 1)),
+            )  # fmt: skip
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ValueError(f"its io metadata is not valid ({exc})") from None
+        contract.check()
+        return contract
+
+    def check(self) -> None:
+        """ValueError when the contract asks for what no picture needs (and would exhaust memory)."""
+        if self.layout not in ("NHWC", "NCHW") or self.dtype not in ("uint8", "float32"):
+            raise ValueError(f"its io metadata names layout {self.layout!r} and dtype {self.dtype!r}")
+        if self.channels not in ("RGB", "BGR"):
+            raise ValueError(f"its io metadata names channels {self.channels!r}")
+        if self.fixed_size and not all(0 < side <= MAX_FIXED_SIDE for side in self.fixed_size):
+            raise ValueError(f"it takes a fixed {self.fixed_size[0]}×{self.fixed_size[1]} input (the limit is "
+                             f"{MAX_FIXED_SIDE} a side)")  # fmt: skip
+        if not 1 <= self.min_size <= MAX_MIN_SIZE:
+            raise ValueError(f"it declares a minimum side of {self.min_size} px (the limit is {MAX_MIN_SIZE})")
 
     @classmethod
     def from_graph(cls, input_name: str, output_name: str, input_type: str, input_shape: list) -> Contract:
@@ -37,4 +60,6 @@ class Contract:
             raise ValueError(f"input {input_name} {input_shape} is neither N×H×W×3 uint8 nor N×3×H×W float")
         h, w = input_shape[2], input_shape[3]
         fixed = (h, w) if isinstance(h, int) and isinstance(w, int) and h > 0 and w > 0 else None
-        return cls(input_name, output_name, "NCHW", "float32", "RGB", fixed)
+        contract = cls(input_name, output_name, "NCHW", "float32", "RGB", fixed)
+        contract.check()
+        return contract

@@ -41,6 +41,7 @@ class Photo:
     icc_profile: bytes | None = None
     exif: bytes | None = None  # orientation already applied and reset
     format: str | None = None  # PIL format name of the source ("JPEG", "PNG", …)
+    frames: int = 1  # an animated GIF/WebP or a multi-page TIFF holds more: only the first is decoded
 
     def with_rgb(self, rgb: np.ndarray) -> Photo:
         return replace(self, rgb=rgb)
@@ -75,7 +76,8 @@ def decode(data: bytes | Path, name: str, max_pixels: int = DEFAULT_MAX_PIXELS) 
             if image.width * image.height > max_pixels:
                 raise too_large
             image.load()
-            return photo_from_pil(image)
+            photo = photo_from_pil(image)
+            return replace(photo, frames=int(getattr(image, "n_frames", 1) or 1))
     except Image.DecompressionBombError:  # Pillow's own, lower, limit
         raise too_large from None
     except UnidentifiedImageError:

@@ -52,9 +52,21 @@ class Outcome:
     source: str
     target: str
     status: str  # "done", "skipped" or "failed"
-    reason: str = ""
+    reason: str = ""  # why it failed or was skipped; for "done", a note the user should read
     seconds: float = 0.0
     frames: int | None = None
+
+
+MAX_STDIN_BYTES = 512 * 1024 * 1024
+
+
+def read_stdin(limit: int | None = None) -> bytes:
+    """The image on standard input, refused past `limit` bytes rather than read without end (`- < /dev/zero`)."""
+    limit = MAX_STDIN_BYTES if limit is None else limit
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise ImageError(f"<stdin>: more than {limit // 2**20} MiB, not an image this reads from a pipe; give a file")
+    return data
 
 
 def _kind(path: Path) -> str | None:
@@ -108,7 +120,11 @@ def plan(inputs: list[str], out: str, format: str | None = None) -> tuple[list[T
     tasks = []
     claimed: dict[Path, Path] = {}
     sources = {source.resolve() for source, _ in found}
+    seen: set[Path] = set()
     for source, relative in found:
+        if source.resolve() in seen:
+            continue  # named twice (b.jpg ./b.jpg, or a folder and a glob that overlap): stylized once
+        seen.add(source.resolve())
         kind = _kind(source) or "image"
         target = out_path if single_file_target else out_path / _target_name(relative, kind, format)
         key = target.resolve()
@@ -204,7 +220,7 @@ def run_images(
 
     def load(task: Task) -> Photo:
         if task.source == STDIO:
-            photo = decode(sys.stdin.buffer.read(), "<stdin>", max_pixels)
+            photo = decode(read_stdin(), "<stdin>", max_pixels)
         else:
             photo = read_photo(task.source, max_pixels)
         return _fit_max_size(photo, max_size)
@@ -217,7 +233,11 @@ def run_images(
             sys.stdout.buffer.flush()
         else:
             write_atomic(data, Path(task.target))
-        return Outcome(task.source, task.target, "done", seconds=time.perf_counter() - started)
+        note = ""
+        if photo.frames > 1:
+            note = (f"{task.source}: {photo.frames} frames (animated or multi-page); only the first was stylized. "
+                    "For all of them, make it a video first (e.g. ffmpeg -i in.gif out.mp4)")  # fmt: skip
+        return Outcome(task.source, task.target, "done", note, seconds=time.perf_counter() - started)
 
     todo, skipped = pending(tasks, overwrite)
     for outcome in skipped:

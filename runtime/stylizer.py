@@ -217,7 +217,7 @@ class Stylizer:
         if alphas is not None:
             outputs = self._run_cutouts(images, alphas)
         else:
-            outputs = self._from_model(self.backend.run(self.model_input(images)))
+            outputs = self._from_model(self._checked_run(self.backend.run, self.model_input(images)))
         return [self._finish(image, out) for image, out in zip(images, outputs, strict=True)]
 
     def _run_cutouts(self, images: list[np.ndarray], alphas: list[np.ndarray]) -> np.ndarray:
@@ -230,8 +230,23 @@ class Stylizer:
         on_grey = np.clip(np.rint(on_grey), 0, 255).astype(np.uint8)
         run_masked = getattr(self.backend, "run_masked", None)
         if run_masked is None or self.contract.fixed_size:
-            return self._from_model(self.backend.run(self.model_input(list(on_grey))))
-        return self._from_model(run_masked(self.model_input(list(on_grey)), weights))
+            return self._from_model(self._checked_run(self.backend.run, self.model_input(list(on_grey))))
+        return self._from_model(
+            self._checked_run(lambda batch: run_masked(batch, weights), self.model_input(list(on_grey)))
+        )
+
+    def _checked_run(self, run, batch: np.ndarray) -> np.ndarray:
+        """The backend's output for `batch`, which must be an image batch of the same size (a model that pools its
+        input down, say, is not a style model: its 1×1 output must not be written as a picture)."""
+        out = run(batch)
+        nchw = self.contract.layout == "NCHW"
+        sides_in = batch.shape[2:4] if nchw else batch.shape[1:3]
+        sides_out = out.shape[2:4] if nchw and out.ndim == 4 else out.shape[1:3] if out.ndim == 4 else None
+        channels = (out.shape[1] if nchw else out.shape[3]) if out.ndim == 4 else None
+        if out.ndim != 4 or out.shape[0] != batch.shape[0] or sides_out != sides_in or channels != 3:
+            raise ModelError(f"the model returned {tuple(out.shape)} for an input of {tuple(batch.shape)}; a style "
+                             "model returns an image of its input's size: this one cannot be used")  # fmt: skip
+        return out
 
     def _finish(self, original: np.ndarray, out: np.ndarray) -> np.ndarray:
         out = self._unfit(out, *original.shape[:2])

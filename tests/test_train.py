@@ -294,3 +294,34 @@ def test_init_starts_a_new_run_from_another_runs_weights(inputs, full_run, tmp_p
     wider = train_args(inputs, tmp_path / "wide", 1, "--init", str(out / "model.safetensors"))
     wider[wider.index("--width") + 1] = "1.0"
     assert_one_line_error(runner.invoke(app, wider), "--init model.safetensors is a", "width=0.5")
+
+
+def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
+    inputs, tmp_path, monkeypatch
+):
+    import train.loop
+    from train.loop import TrainResult
+
+    stopped = TrainResult(str(tmp_path / "x"), 7, 20, True, {}, 1.0)
+    monkeypatch.setattr(train.loop, "run_training", lambda config, resume=False, reporter=None: stopped)
+    result = runner.invoke(app, train_args(inputs, tmp_path / "x", 20))
+    assert result.exit_code == 130 and "continue with: toolkit train" in result.stderr  # saved, but not finished
+    monkeypatch.undo()
+
+    out = tmp_path / "full"
+    assert invoke(train_args(inputs, out, 5)).exit_code == 0
+    before = (out / "checkpoint.safetensors").read_bytes()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train.loop, "save_checkpoint", full_disk)
+    result = runner.invoke(app, ["train", "--out", str(out), "--resume", "--steps", "10", "--quiet"])
+    assert_one_line_error(result, "cannot save step", "No space left on device", "the previous checkpoint is intact")
+    assert (out / "checkpoint.safetensors").read_bytes() == before
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "log.jsonl").write_text("my own notes\n")
+    assert_one_line_error(runner.invoke(app, train_args(inputs, mine, 2)), "holds a log.jsonl")
+    assert (mine / "log.jsonl").read_text() == "my own notes\n"

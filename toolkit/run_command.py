@@ -109,6 +109,8 @@ def run(
             typer.echo(json.dumps({k: v for k, v in outcome.__dict__.items() if v not in (None, "")}))
         if outcome.status == "failed":
             stderr.print(f"failed: {outcome.reason}", markup=False)
+        elif outcome.status == "done" and outcome.reason:
+            stderr.print(f"note: {outcome.reason}", markup=False)
 
     with stylizer or contextlib.nullcontext(), progress:
         if images:

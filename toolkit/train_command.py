@@ -132,6 +132,8 @@ def train(
             stderr.print(f"continue with: toolkit train --out {result.out} --resume")
         if result.skipped_files:
             stderr.print(f"skipped {len(result.skipped_files)} unreadable file(s)")
+    if result.interrupted:  # saved, but not finished: a script must not take it for success
+        raise typer.Exit(130)
 
 
 class _ProgressReporter:

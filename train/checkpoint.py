@@ -23,6 +23,7 @@ from runtime.errors import UserError
 from train.generators import Generator, GeneratorSpec, build_generator, load_generator_weights
 
 MODEL_FORMAT = "fast-style-toolkit/generator"
+MAX_WIDTH = 8.0  # a channel multiplier beyond this is not a style generator but a memory bomb
 CHECKPOINT_FORMAT = "fast-style-toolkit/training-state"
 FORMAT_VERSION = "1"
 IO_CONTRACT = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 255]}
@@ -73,12 +74,24 @@ def load_model(path: str | Path) -> tuple[Generator, dict]:
     """Rebuild a generator from a `model.safetensors`; returns (model in eval mode, metadata with JSON decoded)."""
     path = Path(path)
     tensors, metadata = _read(path, MODEL_FORMAT)
-    decoded: dict[str, Any] = {
-        k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()
-    }
-    spec = GeneratorSpec(**decoded["generator"])
+    try:
+        decoded: dict[str, Any] = {
+            k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()
+        }
+        spec = GeneratorSpec(**decoded["generator"])
+        if not isinstance(spec.width, (int, float)) or not 0 < spec.width <= MAX_WIDTH:
+            raise ValueError(f"width {spec.width!r} is outside (0, {MAX_WIDTH}]")
+        if not isinstance(spec.noise_channels, int) or not 0 <= spec.noise_channels <= 64:
+            raise ValueError(f"noise_channels {spec.noise_channels!r} is outside 0..64")
+    except (ValueError, TypeError, KeyError) as exc:  # bad JSON, a missing or extra key, a list, a huge width
+        raise UserError(f"{path}: its generator metadata is not one toolkit train writes ({exc}); retrain or "
+                        "re-save it") from None  # fmt: skip
     model = build_generator(spec)
     load_generator_weights(model, tensors, str(path))
+    bad = [name for name, value in tensors.items() if value.is_floating_point() and not torch.isfinite(value).all()]
+    if bad:
+        raise UserError(f"{path}: weights that are NaN or infinite ({', '.join(bad[:3])}): the training diverged; "
+                        "use an earlier checkpoint or retrain with a lower --lr")  # fmt: skip
     return model.eval(), decoded
 
 

@@ -13,6 +13,7 @@ from typing import Protocol
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 
 from runtime.atomic import atomic_path, write_atomic
 from runtime.errors import UserError
@@ -196,6 +197,9 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         raise UserError(f"--resume: no {CHECKPOINT_FILE} in {out}; start the run without --resume")
     if not resume and (checkpoint_path.exists() or (out / MODEL_FILE).exists()):
         raise UserError(f"{out} already holds a training run; add --resume to continue it, or choose another --out")
+    if not resume and ((out / LOG_FILE).exists() or (out / SAMPLES_DIR).exists()):
+        raise UserError(f"{out} holds a {LOG_FILE} or {SAMPLES_DIR}/ that a new run would overwrite; choose another "
+                        "--out")  # fmt: skip
 
     device = resolve_device(config.device)
     amp_dtype = resolve_precision(config.precision, device)
@@ -273,8 +277,15 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
 
     def save(at_step: int) -> None:
         check_finite(at_step)
-        save_checkpoint(checkpoint_path, generator, optimizer, scaler.state_dict(), at_step, config.to_dict())
-        save_model(out / MODEL_FILE, generator, spec, {**training_info, "steps": at_step})
+        try:
+            save_checkpoint(checkpoint_path, generator, optimizer, scaler.state_dict(), at_step, config.to_dict())
+            save_model(out / MODEL_FILE, generator, spec, {**training_info, "steps": at_step})
+        except (OSError, SafetensorError) as exc:  # a full disk, a folder that went away: the last save stays whole
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise UserError(
+                f"cannot save step {at_step} into {out} ({reason}); the previous checkpoint is intact: free space, "
+                f"then toolkit train --out {out} --resume"
+            ) from None
 
     def write_samples(at_step: int) -> None:
         generator.eval()

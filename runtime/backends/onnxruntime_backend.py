@@ -11,6 +11,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
+from runtime.weights import refuse_nonfinite
 
 
 def _both_onnxruntime_packages() -> str | None:
@@ -69,12 +70,16 @@ class OnnxRuntimeBackend(Backend):
             self.notes = (*self.notes, f"{why}; running on the CPU")
         if both and device != "cpu":
             self.notes = (*self.notes, both)
+        refuse_nonfinite(path)
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         meta = self.session.get_modelmeta().custom_metadata_map
         if "io" in meta:
-            self.contract = Contract.from_io_metadata(meta["io"])
+            try:
+                self.contract = Contract.from_io_metadata(meta["io"])
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}; re-export it with toolkit export") from None
         else:
             try:
                 self.contract = Contract.from_graph(inputs[0].name, outputs[0].name, inputs[0].type, inputs[0].shape)

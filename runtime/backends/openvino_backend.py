@@ -14,8 +14,16 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
+from runtime.weights import refuse_nonfinite
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+
+
+def _reason(exc: Exception) -> str:
+    """OpenVINO's messages start with where in its C++ sources they were raised; the reason comes after."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
+    return (useful or lines or [type(exc).__name__])[0]
 
 
 class OpenVinoBackend(Backend):
@@ -33,12 +41,15 @@ class OpenVinoBackend(Backend):
         try:
             self.model = self.core.read_model(str(path))
         except RuntimeError as exc:
-            first = (str(exc).strip().splitlines() or ["unreadable"])[0]
-            raise ValueError(f"{path}: OpenVINO cannot read this model ({first})") from None
+            raise ValueError(f"{path}: OpenVINO cannot read this model ({_reason(exc)})") from None
         if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output")
+        refuse_nonfinite(path)
         if self.model.has_rt_info(["framework", "io"]):
-            self.contract = Contract.from_io_metadata(self.model.get_rt_info(["framework", "io"]).astype(str))
+            try:
+                self.contract = Contract.from_io_metadata(self.model.get_rt_info(["framework", "io"]).astype(str))
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}; re-export it with toolkit export") from None
         else:
             port = self.model.inputs[0]
             shape = [d.get_length() if d.is_static else -1 for d in port.get_partial_shape()]
