@@ -8,8 +8,10 @@ repository. Triton's dynamic batcher merges only requests of the same shape; cli
 from __future__ import annotations
 
 import os
+import shutil
 import sysconfig
 import tempfile
+import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -17,6 +19,28 @@ import numpy as np
 from runtime.stylizer import Stylizer
 
 INPUT, OUTPUT = "image", "stylized"
+
+
+class ServerStopped(RuntimeError):
+    """tritonserver ended without being asked to (it crashed): `toolkit serve` exits non-zero so that a supervisor
+    restarts it."""
+
+
+def _backend_scratch() -> set[str]:
+    """The folders tritonserver's Python backend makes for a model, at paths hard-coded in its C++ (/tmp/folderXXXXXX
+    for the model, /tmp/python_env_XXXXXX for its environment; TMPDIR is not read). It removes them when it stops
+    cleanly, not when it crashes: the ones that appear while our server starts are ours to remove."""
+    import glob
+
+    return set(glob.glob("/tmp/folder??????")) | set(glob.glob("/tmp/python_env_??????"))
+
+
+def _free_loopback_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def own_libpython_first(library_path: str) -> str:
@@ -42,21 +66,32 @@ def _check_numpy() -> None:
         raise RuntimeError(f"this PyTriton needs numpy < 2 (found {np.__version__}): pip install 'numpy<2'")
 
 
-def _stop_on_signals() -> None:
+def _stop_on_signals() -> threading.Event:
     """SIGINT and SIGTERM both stop the server cleanly (a shell's `cmd &` starts it with SIGINT ignored, and a bare
-    SIGTERM would orphan tritonserver and leak its shared memory)."""
+    SIGTERM would orphan tritonserver and leak its shared memory). The event says that a stop was asked for:
+    PyTriton may catch the KeyboardInterrupt itself and return as it does when tritonserver dies."""
     import signal
 
+    asked = threading.Event()
+
     def stop(signum, frame):
+        asked.set()
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    return asked
 
 
 def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", port: int = 8000,
-          max_batch: int = 8, on_ready: Callable[[], None] = lambda: None) -> None:  # fmt: skip
-    """Run until interrupted (Ctrl-C / SIGINT); HTTP on `port`, gRPC on `port` + 1, metrics on `port` + 2."""
+          max_batch: int = 8, on_ready: Callable[[], None] = lambda: None,
+          max_pixels: int = 40_000_000) -> None:  # fmt: skip
+    """Run until interrupted (Ctrl-C / SIGINT); HTTP on `port`, gRPC on `port` + 1, metrics on `port` + 2.
+
+    HTTP requests pass runtime.request_guard first (at most `max_batch` images of `max_pixels` each), which forwards
+    them to tritonserver's own HTTP port on loopback. Raises ServerStopped when tritonserver ends on its own."""
+    from runtime.request_guard import GrpcGuard, Limits, RequestGuard
+
     try:
         from pytriton.decorators import batch
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
@@ -70,23 +105,45 @@ def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", po
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
         return {OUTPUT: np.stack(stylizer.stylize_arrays(list(image), batch_size=max_batch))}
 
-    _stop_on_signals()
+    stop_asked = _stop_on_signals()
     _with_own_libpython()
+    http_upstream, grpc_upstream = _free_loopback_port(), _free_loopback_port()
     config = TritonConfig(
-        http_address=host, http_port=port, grpc_address=host, grpc_port=port + 1, metrics_address=host,
-        metrics_port=port + 2, allow_gpu_metrics=False, exit_timeout_secs=5,
+        http_address="127.0.0.1", http_port=http_upstream, grpc_address="127.0.0.1", grpc_port=grpc_upstream,
+        metrics_address=host, metrics_port=port + 2, allow_gpu_metrics=False, exit_timeout_secs=5,
     )  # fmt: skip
-    with (
-        tempfile.TemporaryDirectory(prefix="toolkit-serve-") as workspace,
-        Triton(config=config, workspace=os.path.join(workspace, "w")) as triton,
-    ):
-        triton.bind(
-            model_name=name, infer_func=infer,
-            inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(-1, -1, 3))],
-            outputs=[Tensor(name=OUTPUT, dtype=np.uint8, shape=(-1, -1, 3))],
-            config=ModelConfig(max_batch_size=max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)),
-            strict=True,
-        )  # fmt: skip
-        triton.run()
-        on_ready()
-        triton.serve()
+    limits = Limits(max_batch=max_batch, max_pixels=max_pixels)
+    guard = RequestGuard(host, port, http_upstream, limits)
+    grpc_guard = GrpcGuard(host, port + 1, grpc_upstream, limits)
+    before = _backend_scratch()
+    with tempfile.TemporaryDirectory(prefix="toolkit-serve-") as workspace:
+        ours: set[str] = set()
+        try:
+            with Triton(config=config, workspace=os.path.join(workspace, "w")) as triton:
+                triton.bind(
+                    model_name=name, infer_func=infer,
+                    inputs=[Tensor(name=INPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+                    outputs=[Tensor(name=OUTPUT, dtype=np.uint8, shape=(-1, -1, 3))],
+                    config=ModelConfig(
+                        max_batch_size=max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=2000)
+                    ),
+                    strict=True,
+                )  # fmt: skip
+                triton.run()
+                ours = _backend_scratch() - before  # made while our server started (see _backend_scratch)
+                guard.start()
+                grpc_guard.start()
+                on_ready()
+                try:
+                    triton.serve()
+                finally:
+                    guard.shutdown()
+                    grpc_guard.stop()
+            if not stop_asked.is_set():  # serve() returned without being asked to: tritonserver is gone
+                raise ServerStopped("tritonserver stopped on its own (its log is above); the server is down")
+            raise KeyboardInterrupt
+        finally:
+            guard.server_close()
+            grpc_guard.stop()
+            for folder in ours:  # a tritonserver that crashed left them; after a clean stop they are gone already
+                shutil.rmtree(folder, ignore_errors=True)

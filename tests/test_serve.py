@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -39,7 +40,8 @@ def server(exported_style, tmp_path_factory):
     yield f"127.0.0.1:{port}"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
-    assert processes_mentioning(f"--http-port {port}") == []  # tritonserver and its Python stub are gone
+    assert processes_mentioning(f"--metrics-port {port + 2}") == []  # tritonserver is gone
+    assert processes_mentioning("triton_python_backend_stub") == []  # and its Python stub
     assert set(os.listdir("/dev/shm")) <= shm_before  # and their shared memory with them
 
 
@@ -97,6 +99,77 @@ def test_a_wrong_model_name_or_no_server_is_one_line(server, tmp_path):
     result = runner.invoke(app, ["run", str(tmp_path / "x.png"), "-o", str(tmp_path / "o"), "--server", server,
                                  "--model", "mosaic"])  # fmt: skip
     assert_one_line_error(result, "--server runs the server's model")
+
+
+def test_requests_no_picture_needs_are_refused_at_the_door_and_the_server_keeps_serving(server):
+    """104 bytes announcing a 1×100000×100000×3 image made tritonserver abort (std::bad_alloc); an empty image gave a
+    500 carrying a Python traceback. Both are refused before tritonserver, in one line, over HTTP and gRPC."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    import tritonclient.grpc as grpc
+    import tritonclient.http as http
+    from tritonclient.utils import InferenceServerException
+
+    bomb = {"inputs": [{"name": "image", "shape": [1, 100000, 100000, 3], "datatype": "UINT8", "data": [1, 2, 3]}]}
+    request = urllib.request.Request(f"http://{server}/v2/models/stylize/infer", json.dumps(bomb).encode())
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 400
+    assert "100000×100000 is more than this server's 40,000,000 pixels" in json.loads(refused.value.read())["error"]
+    host, port = server.rsplit(":", 1)
+    for module, url in ((http, server), (grpc, f"{host}:{int(port) + 1}")):
+        client = module.InferenceServerClient(url)
+        empty = module.InferInput("image", [1, 0, 64, 3], "UINT8")
+        empty.set_data_from_numpy(np.zeros((1, 0, 64, 3), np.uint8))
+        with pytest.raises(InferenceServerException) as error:
+            client.infer("stylize", [empty])
+        assert "an empty image (1×0×64×3): nothing to stylize" in str(error.value)
+        assert "Traceback" not in str(error.value) and "/" not in str(error.value).split("nothing")[0][-60:]
+        many = np.zeros((9, 8, 8, 3), np.uint8)  # more than --max-batch
+        too_many = module.InferInput("image", list(many.shape), "UINT8")
+        too_many.set_data_from_numpy(many)
+        with pytest.raises(InferenceServerException, match="a batch of 9 is more than this server's 8"):
+            client.infer("stylize", [too_many])
+        photo = photo_like((40, 56), 1)[None]
+        fine = module.InferInput("image", list(photo.shape), "UINT8")
+        fine.set_data_from_numpy(photo)
+        assert client.infer("stylize", [fine]).as_numpy("stylized").shape == photo.shape  # still serving
+
+
+def tritonserver_pid(port: int) -> int:
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "bin/tritonserver" in cmdline and f"--metrics-port {port + 2}" in cmdline:
+            return int(proc.name)
+    raise AssertionError("no tritonserver found")
+
+
+def test_a_server_that_crashes_exits_non_zero_and_leaves_nothing_behind(exported_style, tmp_path):
+    from runtime.serving import _backend_scratch
+
+    _, model = exported_style
+    port = free_port()
+    scratch_before, workspaces_before = _backend_scratch(), set(os.listdir("/tmp"))
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "toolkit.cli", "serve", "--model", str(model), "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 90
+    while "serving" not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.5)
+    os.kill(tritonserver_pid(port), signal.SIGKILL)  # what an abort looks like from outside
+    assert process.wait(timeout=60) == 1, log.read_text()[-3000:]
+    assert "error: tritonserver stopped on its own" in log.read_text()
+    assert _backend_scratch() <= scratch_before
+    assert not [n for n in set(os.listdir("/tmp")) - workspaces_before if n.startswith("toolkit-serve-")]
 
 
 def test_serve_refuses_a_numpy_that_pytriton_cannot_use(monkeypatch):

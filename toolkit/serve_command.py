@@ -18,20 +18,27 @@ def serve(
     ),
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
     max_batch: int = typer.Option(8, "--max-batch", help="Triton max_batch_size."),
+    max_pixels: int = typer.Option(
+        40_000_000, "--max-pixels", help="Largest image a request may carry (HTTP requests above are refused)."
+    ),
 ) -> None:
     """Serve a style over HTTP and gRPC with the tensors `image` (uint8 N×H×W×3) → `stylized`. Ctrl-C stops it."""
+    from runtime.serving import ServerStopped
     from runtime.serving import serve as run_server
     from runtime.stylizer import ModelError, Stylizer
 
     with user_errors():
-        if max_batch < 1 or not 0 < port < 65534:
-            raise ModelError("--max-batch must be at least 1 and --port between 1 and 65533")
+        if max_batch < 1 or not 0 < port < 65534 or max_pixels < 1:
+            raise ModelError("--max-batch and --max-pixels must be at least 1 and --port between 1 and 65533")
         stylizer = Stylizer.load(model, backend, device)
     with stylizer:
         try:
-            run_server(stylizer, name, host, port, max_batch, on_ready=lambda: stderr.print(
+            run_server(stylizer, name, host, port, max_batch, max_pixels=max_pixels, on_ready=lambda: stderr.print(
                 f"serving {name!r} ({stylizer.backend_name}) on http://{host}:{port} and grpc {host}:{port + 1}; "
                 f"Ctrl-C stops", markup=False))  # fmt: skip
+        except ServerStopped as exc:  # a crash: a non-zero exit, so that a supervisor restarts the server
+            stderr.print(f"error: {exc}", markup=False)
+            raise typer.Exit(1) from None
         except RuntimeError as exc:
             stderr.print(f"error: {exc}", markup=False)
             raise typer.Exit(2) from None
