@@ -4,6 +4,7 @@ timestamps, audio streams copied unchanged, written to a temporary name and rena
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -133,24 +134,29 @@ def stylize_video(
 
 
 def run_videos(
-    tasks: list[Task], stylizer: Stylizer, progress, *, overwrite, batch_size, max_size, report
+    tasks: list[Task],
+    stylizer: Stylizer,
+    *,
+    overwrite,
+    batch_size,
+    max_size,
+    report,
+    on_frames: Callable[[Task, int, int | None], None] = lambda task, count, total: None,
 ) -> list[Outcome]:
+    """Each video task in turn; `on_frames(task, frames done, frames in all or None)` as frames are written (the
+    caller shows progress), `report(outcome)` when a video is done, skipped or failed."""
     outcomes = []
     for task in tasks:
         target = Path(task.target)
         if target.exists() and not overwrite:
             outcome = Outcome(task.source, task.target, "skipped", "output exists (use --overwrite)")
         else:
-            bar = progress.add_task(f"{Path(task.source).name}", total=None, speed="")
-
-            def on_frames(count, total, bar=bar):
-                progress.update(bar, completed=count, total=total)
-                speed = progress.tasks[bar].speed
-                progress.update(bar, speed=f"{speed:.1f} frames/s" if speed else "")
-
             started = time.perf_counter()
             try:
-                frames = stylize_video(Path(task.source), target, stylizer, batch_size, max_size, on_frames)
+                frames = stylize_video(
+                    Path(task.source), target, stylizer, batch_size, max_size,
+                    lambda count, total, task=task: on_frames(task, count, total),
+                )  # fmt: skip
                 outcome = Outcome(
                     task.source, task.target, "done", seconds=time.perf_counter() - started, frames=frames
                 )

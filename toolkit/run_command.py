@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from toolkit.reporting import stderr, user_errors
 
@@ -138,8 +139,18 @@ def run(
                 outcomes += run_images(images, stylizer, **options)
         if videos:
             assert stylizer is not None  # --ray takes no videos
-            outcomes += run_videos(videos, stylizer, progress, overwrite=overwrite, batch_size=batch_size,
-                                   max_size=max_size, report=emit)  # fmt: skip
+            bars: dict[str, TaskID] = {}
+
+            def on_frames(task, count: int, total: int | None) -> None:
+                bar = bars.get(task.source)
+                if bar is None:
+                    bar = bars[task.source] = progress.add_task(Path(task.source).name, total=None, speed="")
+                progress.update(bar, completed=count, total=total)
+                speed = progress.tasks[bar].speed
+                progress.update(bar, speed=f"{speed:.1f} frames/s" if speed else "")
+
+            outcomes += run_videos(videos, stylizer, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
+                                   report=emit, on_frames=on_frames)  # fmt: skip
     for note in stylizer.fresh_notes() if stylizer else []:  # what the job itself ran into
         stderr.print(f"note: {note}", markup=False)
     for outcome in failures:
