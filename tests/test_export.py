@@ -185,3 +185,47 @@ def test_every_option_is_checked_before_the_model_is_loaded(tmp_path, monkeypatc
     for flags, message in bad:
         result = CliRunner().invoke(app, ["export", str(tmp_path / "model.safetensors"), "-o", str(tmp_path), *flags])
         assert_one_line_error(result, message)
+
+
+def test_the_checks_fail_on_a_graph_that_lost_an_instance_norm_or_a_model_that_differs(tmp_path):
+    """The norm-count and parity checks have teeth: an InstanceNormalization replaced by Identity, and a PyTorch
+    reference whose last bias is shifted, both fail (the parity check must not compare ONNX Runtime with itself)."""
+    from export.checks import check_norm_nodes, check_parity
+    from export.image_io import ImageIO
+
+    path, generator = trained_model(tmp_path / "run", "johnson", "instance")
+    export_model(path, tmp_path / "out", name="m", check=False, engine=False)
+    model = onnx.load(tmp_path / "out" / "m.onnx")
+    assert all(c.ok for c in check_norm_nodes(model, generator, "instance"))
+    node = next(n for n in model.graph.node if n.op_type == "InstanceNormalization")
+    node.op_type, node.input[1:] = "Identity", []
+    assert not check_norm_nodes(model, generator, "instance")[0].ok
+    original = onnx.load(tmp_path / "out" / "m.onnx")
+    assert check_parity(original, ImageIO(generator.eval(), "uint8").eval(), "uint8").ok
+    shifted, _ = trained_model(tmp_path / "other", "johnson", "instance")
+    from train.checkpoint import load_model
+
+    other, _ = load_model(shifted)
+    with torch.no_grad():
+        other.deconv3.conv2d.bias.add_(3.0)  # 3 grey levels brighter: beyond the 1-level tolerance
+    assert not check_parity(original, ImageIO(other, "uint8").eval(), "uint8").ok
+
+
+@pytest.mark.parametrize("arch, io", [("texture", "uint8"), ("johnson", "float"), ("texture", "float")])
+def test_texture_net_and_float_io_exports_match_pytorch_independently(tmp_path, arch, io):
+    """Compared here with the generator itself, not through the export's own parity check."""
+    path, generator = trained_model(tmp_path / "run", arch, "instance")
+    result = export_model(path, tmp_path / "out", name="m", io=io, check=False, engine=False)
+    assert result.files
+    images = natural_images(2, 72, 88, seed=5)
+    session = ort.InferenceSession(str(tmp_path / "out" / "m.onnx"), providers=["CPUExecutionProvider"])
+    nchw = torch.from_numpy(images).permute(0, 3, 1, 2).float()
+    with torch.no_grad():
+        expected = generator.eval()(nchw).numpy()
+    if io == "float":
+        got = session.run(None, {"image": nchw.numpy()})[0]
+        assert np.abs(got - expected).max() < 0.05
+    else:
+        got = session.run(None, {"image": images})[0]
+        reference = np.clip(np.rint(expected), 0, 255).transpose(0, 2, 3, 1)
+        assert np.abs(got.astype(int) - reference.astype(int)).max() <= 1

@@ -224,3 +224,10 @@ def test_the_api_answers_odd_calls_plainly(exported_style):
         stylizer(photo)
     with pytest.raises(ModelError, match="closed"):
         list(stylizer.stream([photo]))
+
+
+def test_importing_the_runtime_never_imports_torch_even_where_it_is_installed():
+    """The other torch-free test blocks torch, so an optional `try: import torch` would pass it; this one does not."""
+    code = "import sys, runtime, runtime.stylizer, runtime.jobs; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr

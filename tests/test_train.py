@@ -325,3 +325,18 @@ def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_
     (mine / "log.jsonl").write_text("my own notes\n")
     assert_one_line_error(runner.invoke(app, train_args(inputs, mine, 2)), "holds a log.jsonl")
     assert (mine / "log.jsonl").read_text() == "my own notes\n"
+
+
+def test_resume_keeps_the_learning_rate_schedule(inputs, tmp_path):
+    """10 + 10 steps with a decaying rate equal 20 uninterrupted ones: a resume that restarted the schedule from
+    the first rate would give other weights (every other resume test uses a constant rate)."""
+    decay = ["--lr-decay", "0.5", "--lr-decay-every", "4"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert invoke(train_args(inputs, whole, 20, *decay)).exit_code == 0
+    assert invoke(train_args(inputs, split, 10, *decay)).exit_code == 0
+    assert invoke(["train", "--out", str(split), "--resume", "--steps", "20", "--quiet"]).exit_code == 0
+    expected, actual = load_file(whole / "model.safetensors"), load_file(split / "model.safetensors")
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
+    rates = [r["lr"] for r in read_log(split)]
+    assert rates == [r["lr"] for r in read_log(whole)] and rates[-1] == pytest.approx(1e-2 * 0.5**4)
