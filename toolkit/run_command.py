@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -14,18 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from toolkit.reporting import stderr, user_errors
 
 if TYPE_CHECKING:
-    from runtime.jobs import Outcome
-
-
-class _ImageOptions(TypedDict):
-    """What run_images and run_images_on_ray both take."""
-
-    overwrite: bool
-    batch_size: int
-    max_size: int | None
-    max_pixels: int
-    format: str | None
-    report: Callable[[Outcome], None]
+    from runtime.jobs import Outcome, Task
 
 
 def run(
@@ -61,48 +48,25 @@ def run(
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
     from runtime.images import DEFAULT_MAX_PIXELS
-    from runtime.jobs import JobError, check_output, pending, plan, run_images
-    from runtime.stylizer import Stylizer, resolve_model
-    from runtime.video import run_videos
+    from runtime.job import Job, JobSettings
+    from runtime.jobs import check_output, plan
 
     with user_errors():
-        if batch_size < 1 or (max_size is not None and max_size < 1) or not 0 <= strength <= 1:
-            raise JobError("--batch-size and --max-size must be positive and --strength between 0 and 1")
+        settings = JobSettings(
+            model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
+            batch_size=batch_size, max_size=max_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
+            overwrite=overwrite, server=server, model_name=model_name, ray=ray, ray_actors=ray_actors,
+        )  # fmt: skip
         tasks, failures = plan(inputs, out, format)
         check_output(tasks)
-        if ray:
-            if any(t.kind != "image" or t.target == "-" for t in tasks):
-                raise JobError("--ray runs image files and folders; run videos and stdin without --ray")
-            if ray_actors < 1:
-                raise JobError("--ray-actors must be at least 1")
-            ray_model = str(resolve_model(model))  # a missing model fails here, before the cluster starts
-            if pending(tasks, overwrite)[0]:  # a finished job does not start a cluster
-                from runtime.ray_jobs import connect
-
-                connect(ray)
-            stylizer = None
-        elif server:
-            if model or backend != "auto" or device:
-                raise JobError("--server runs the server's model: drop --model, --backend and --device")
-            stylizer = Stylizer.remote(server, model_name, strength, preserve_color)
-        else:
-            stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile)
-    for note in stylizer.fresh_notes() if stylizer else []:
+        job = Job(tasks, settings)
+    for note in job.notes():
         stderr.print(f"note: {note}", markup=False)
-    if ray:
-        where = (f"{ray}, {ray_actors} actors", "ray")
-    else:
-        assert stylizer is not None  # every way but --ray made one
-        where = (stylizer.backend.device, stylizer.backend_name)
 
     to_stdout = out == "-"
-    outcomes: list[Outcome] = list(failures)
-    images = [t for t in tasks if t.kind == "image"]
-    videos = [t for t in tasks if t.kind == "video"]
-    show = not quiet and not to_stdout
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
-        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=stderr, disable=not show,
+        TextColumn("{task.fields[speed]}"), TimeRemainingColumn(), console=stderr, disable=quiet or to_stdout,
     )  # fmt: skip
 
     def emit(outcome: Outcome) -> None:
@@ -113,55 +77,38 @@ def run(
         elif outcome.status == "done" and outcome.reason:
             stderr.print(f"note: {outcome.reason}", markup=False)
 
-    with stylizer or contextlib.nullcontext(), progress:
-        if images:
-            bar = progress.add_task("images", total=len(images), speed="")
+    images_bar = progress.add_task("images", total=len(job.images), speed="", visible=bool(job.images))
+    video_bars: dict[str, TaskID] = {}
 
-            def on_image(outcome: Outcome) -> None:
-                emit(outcome)
-                progress.advance(bar)
-                speed = progress.tasks[bar].speed
-                progress.update(bar, speed=f"{speed:.1f} img/s" if speed else "")
+    def on_image(outcome: Outcome) -> None:
+        emit(outcome)
+        progress.advance(images_bar)
+        speed = progress.tasks[images_bar].speed
+        progress.update(images_bar, speed=f"{speed:.1f} img/s" if speed else "")
 
-            options = _ImageOptions(overwrite=overwrite, batch_size=batch_size, max_size=max_size,
-                                    max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
-                                    report=on_image)  # fmt: skip
-            if ray:
-                from runtime.ray_jobs import run_images_on_ray
+    def on_frames(task: Task, count: int, total: int | None) -> None:
+        bar = video_bars.get(task.source)
+        if bar is None:
+            bar = video_bars[task.source] = progress.add_task(Path(task.source).name, total=None, speed="")
+        progress.update(bar, completed=count, total=total)
+        speed = progress.tasks[bar].speed
+        progress.update(bar, speed=f"{speed:.1f} frames/s" if speed else "")
 
-                with user_errors():  # a node that cannot load the model
-                    outcomes += run_images_on_ray(
-                        images, ray_model, address=ray, actors=ray_actors, backend=backend, device=device,
-                        strength=strength, preserve_color=preserve_color, tile=tile, **options,
-                    )  # fmt: skip
-            else:
-                assert stylizer is not None  # made by every way but --ray
-                outcomes += run_images(images, stylizer, **options)
-        if videos:
-            assert stylizer is not None  # --ray takes no videos
-            bars: dict[str, TaskID] = {}
-
-            def on_frames(task, count: int, total: int | None) -> None:
-                bar = bars.get(task.source)
-                if bar is None:
-                    bar = bars[task.source] = progress.add_task(Path(task.source).name, total=None, speed="")
-                progress.update(bar, completed=count, total=total)
-                speed = progress.tasks[bar].speed
-                progress.update(bar, speed=f"{speed:.1f} frames/s" if speed else "")
-
-            outcomes += run_videos(videos, stylizer, overwrite=overwrite, batch_size=batch_size, max_size=max_size,
-                                   report=emit, on_frames=on_frames)  # fmt: skip
-    for note in stylizer.fresh_notes() if stylizer else []:  # what the job itself ran into
+    with job, progress, user_errors():  # user_errors: a Ray node that cannot load the model
+        outcomes = list(failures) + job.run(on_image, emit, on_frames)
+    for note in job.notes():  # what the job itself ran into
         stderr.print(f"note: {note}", markup=False)
     for outcome in failures:
         emit(outcome)
+    device_name, backend_name = job.where
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
-    summary = {"summary": True, **counts, "backend": where[1], "device": where[0]}
+    summary = {"summary": True, **counts, "backend": backend_name, "device": device_name}
     if json_output and not to_stdout:
         typer.echo(json.dumps(summary))
     else:
         stderr.print(
-            f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} ({where[1]} on {where[0]})",
+            f"done {counts['done']}, skipped {counts['skipped']}, failed {counts['failed']} "
+            f"({backend_name} on {device_name})",
             markup=False,
         )
     if counts["failed"]:
