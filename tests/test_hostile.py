@@ -127,3 +127,24 @@ def test_long_names_twice_named_files_stdin_floods_and_animations(tmp_path, phot
     monkeypatch.setattr(runtime.jobs, "MAX_STDIN_BYTES", 1000)
     flood = runner.invoke(app, ["run", "-", "-o", "-", "--model", str(model)], input=b"\0" * 5000)
     assert flood.exit_code == 1 and "<stdin>: more than" in flood.stderr and not flood.stdout_bytes
+
+
+def test_external_data_that_escapes_its_folder_is_named_as_such(tmp_path):
+    weights = numpy_helper.from_array(np.ones((1, 3, 1, 1), np.float32), "w")
+    model = nchw_model(tmp_path / "m.onnx", [helper.make_node("Mul", ["x", "w"], ["y"])], inits=[weights])
+    proto = onnx.load(model)
+    onnx.save(proto, model, save_as_external_data=True, location="weights.bin", size_threshold=0)
+    proto = onnx.load(model, load_external_data=False)
+    entry = next(e for e in proto.graph.initializer[0].external_data if e.key == "location")
+    entry.value = "../../../etc/passwd"
+    onnx.save(proto, tmp_path / "evil.onnx")
+    result = runner.invoke(app, ["export", str(tmp_path / "evil.onnx"), "-o", str(tmp_path / "out")])
+    assert_one_line_error(result, "evil.onnx: its weights are in an external data file that cannot be used",
+                          "points outside the directory", "self-contained")  # fmt: skip
+
+
+def test_openvino_messages_lose_their_source_location():
+    from runtime.backends.openvino_backend import _reason
+
+    message = "Exception from src/inference/src/cpp/core.cpp:84:\nCheck 'x' failed at src/y.cpp:12:\nno such data\n"
+    assert _reason(RuntimeError(message)) == "no such data"
