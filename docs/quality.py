@@ -92,6 +92,33 @@ def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judg
     return result
 
 
+def cutouts(assets: Path, styles: list[str], overrides: dict) -> list[dict]:
+    """The cut-outs of the assets: how the subject comes out with statistics from its opaque pixels (what the runtime
+    does), with the old behaviour (the RGB under the transparency, black here, counted in the statistics), and pasted
+    on an opaque mid-grey background (the reference the quality issue names). Differences over the opaque pixels."""
+    rows = []
+    for style in styles:
+        with Stylizer.load(overrides.get(style, style), device="cpu", tile="off") as stylizer:
+            for name in sorted(p.name for p in (assets / "content").glob("*_rgba.png")):
+                photo = read_photo(assets / "content" / name)
+                assert photo.alpha is not None
+                alpha = photo.alpha.astype(np.float32)[..., None] / 255.0
+                opaque = photo.alpha > 250
+                masked = stylizer.stylize_arrays([photo.rgb], alphas=[photo.alpha])[0]
+                old = stylizer.stylize_arrays([photo.rgb])[0]
+                on_grey = np.clip(np.rint(photo.rgb * alpha + 128 * (1 - alpha)), 0, 255).astype(np.uint8)
+                pasted = stylizer.stylize_arrays([on_grey])[0]
+                luma = lambda x, m=opaque: float((x.astype(np.float64) @ [0.299, 0.587, 0.114])[m].mean())  # noqa: E731
+                gap = lambda x, y, m=opaque: float(np.abs(x.astype(np.float64) - y)[m].mean())  # noqa: E731
+                rows.append({
+                    "style": style, "photo": name, "opaque": float(opaque.mean()), "luma_photo": luma(photo.rgb),
+                    "luma_masked": luma(masked), "luma_old": luma(old), "luma_pasted": luma(pasted),
+                    "masked_vs_pasted": gap(masked, pasted), "old_vs_pasted": gap(old, pasted),
+                })  # fmt: skip
+                print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
@@ -112,7 +139,7 @@ def main() -> None:
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
     for style in args.styles.split(","):
-        painting_file = STYLES[style][0]
+        painting_file = STYLES[style].image
         painting = np.asarray(read_photo(args.assets / "style" / painting_file).rgb)
         judge.set_painting(painting)
         models: dict[str, object] = {f"ours ({style})": overrides.get(style, style)}
@@ -138,11 +165,15 @@ def main() -> None:
         sheet.save(figures / f"{style}.jpg", quality=90)
         print(f"{style}: " + "; ".join(f"{k} closeness {v['closeness']:.3f}" for k, v in results[style].items()))
 
-    (figures / "results.json").write_text(json.dumps({"results": results, "seconds_per_photo": timings}, indent=1))
-    write_report(args.out, figures, results, photo_paths, time.perf_counter() - started, overrides)
+    cut = cutouts(args.assets, args.styles.split(","), overrides)
+    record = {"results": results, "seconds_per_photo": timings, "cutouts": cut}
+    (figures / "results.json").write_text(json.dumps(record, indent=1))
+    write_report(args.out, figures, results, photo_paths, time.perf_counter() - started, overrides, cut)
 
 
-def write_report(out: Path, figures: Path, results: dict, photos: list[Path], seconds: float, overrides: dict) -> None:
+def write_report(
+    out: Path, figures: Path, results: dict, photos: list[Path], seconds: float, overrides: dict, cut: list[dict]
+) -> None:
     lines = [
         "# Quality yardstick",
         "",
@@ -180,6 +211,24 @@ def write_report(out: Path, figures: Path, results: dict, photos: list[Path], se
                 f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} |"
             )
         lines.append("")
+    lines += [
+        "## Cut-outs",
+        "",
+        "The assets' two cut-outs (PNG with a real alpha matte). Mean luma of the subject (opaque pixels) and the mean "
+        "absolute difference there against the same subject pasted on an opaque mid-grey background and stylized "
+        "as a photo: *masked* is what the runtime does (statistics from the opaque pixels, weighed by opacity), "
+        "*old* counts the RGB under the transparency (black in these files) in the statistics, as before.",
+        "",
+        "| style | photo | opaque | luma: photo | masked | old | pasted on grey | masked vs pasted | old vs pasted |",
+        "|---" * 9 + "|",
+    ]
+    for c in cut:
+        lines.append(
+            f"| {c['style']} | {c['photo']} | {100 * c['opaque']:.0f} % | {c['luma_photo']:.0f} | "
+            f"{c['luma_masked']:.0f} | {c['luma_old']:.0f} | {c['luma_pasted']:.0f} | {c['masked_vs_pasted']:.1f} | "
+            f"{c['old_vs_pasted']:.1f} |"
+        )
+    lines.append("")
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

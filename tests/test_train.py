@@ -340,3 +340,23 @@ def test_resume_keeps_the_learning_rate_schedule(inputs, tmp_path):
         assert torch.equal(expected[key], actual[key]), key
     rates = [r["lr"] for r in read_log(split)]
     assert rates == [r["lr"] for r in read_log(whole)] and rates[-1] == pytest.approx(1e-2 * 0.5**4)
+
+
+def test_the_balanced_preset_is_the_final_stage_of_the_bundled_styles_recipe():
+    """`--preset balanced` gives a user the loss the bundled styles were trained with (their final stage)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from scripts.train_bundled_styles import FINAL
+
+    flags, tokens = {}, list(FINAL)
+    while tokens:
+        flag = tokens.pop(0)
+        flags[flag] = tokens.pop(0) if tokens and not tokens[0].startswith("--") else True
+    balanced = resolve({"preset": "balanced"})
+    assert balanced.loss_scale == flags["--loss-scale"] == "relative"
+    assert balanced.content_layers == flags["--content-layers"] and balanced.style_layers == flags["--style-layers"]
+    for flag, field in [("--content-weight", "content_weight"), ("--style-weight", "style_weight"),
+                        ("--tv-weight", "tv_weight"), ("--lr", "lr")]:  # fmt: skip
+        assert float(flags[flag]) == getattr(balanced, field), flag
+    assert (balanced.image_size, balanced.style_size) == (int(flags["--image-size"]), int(flags["--style-size"]))
