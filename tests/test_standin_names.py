@@ -153,3 +153,22 @@ def test_the_project_calls_only_what_the_real_libraries_and_the_standins_have(re
                     owner = getattr(owner, part, None)
                 problems += [f"{relative}: cudart.{dotted} not in {label}"] * (owner is None)
     assert problems == []
+
+
+def test_real_cuda_bindings_failed_start_is_named():
+    """On a machine without a usable driver (this one, CI), the real cuda-bindings' error reaches the user by name."""
+    import subprocess
+
+    code = (
+        "from cuda.bindings import runtime as cudart\n"
+        "from runtime.cuda_device import cuda_start_failure\n"
+        "err, count = cudart.cudaGetDeviceCount()\n"
+        "print('OK' if err == cudart.cudaError_t.cudaSuccess else cuda_start_failure(err))\n"
+    )
+    pytest.importorskip("cuda.bindings.runtime")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    if done.stdout.strip() == "OK":
+        pytest.skip("a CUDA driver and GPU are present: nothing fails to start")
+    assert re.search(r"\(cudaError\w+", done.stdout), done.stdout  # the real error's name, not a number
+    assert "CUDA" in done.stdout or "driver" in done.stdout

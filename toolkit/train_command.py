@@ -21,7 +21,7 @@ def train(
     data: Path = typer.Option(None, "--data", help="Folder of content photos, searched recursively."),
     out: Path = typer.Option(..., "--out", help="Output folder: model.safetensors, checkpoint, log, samples."),
     preset: str = typer.Option(
-        None, "--preset", help="Recipe: pytorch-examples (default), johnson, texture-nets, shallow."
+        None, "--preset", help="Recipe: pytorch-examples (default), johnson, texture-nets, balanced, shallow."
     ),
     arch: str = typer.Option(None, "--arch", help="Generator: johnson (residual net) or texture (multi-scale)."),
     norm: str = typer.Option(None, "--norm", help="instance (default) or batch."),
