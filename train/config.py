@@ -132,7 +132,7 @@ PRESETS: dict[str, dict] = {
     # Johnson et al.'s style layers with every term a relative error, so that the deep layers count whatever the VGG
     # file's feature scale (with the Caffe-scale VGG-16 of our assets, relu4_3's raw Gram term is 1e5 times smaller
     # than relu2_2's), and relu2_2 beside relu3_3 in the content loss, which keeps more of the photo (SSIM 0.23 →
-    # 0.30 on held-out photos at equal steps, docs/quality.md).
+    # 0.30 on held-out photos at equal steps, docs/recipe.md).
     "balanced": dict(
         arch="johnson",
         loss_net="vgg16",
