@@ -228,7 +228,18 @@ def write_report(
             f"{c['luma_masked']:.0f} | {c['luma_old']:.0f} | {c['luma_pasted']:.0f} | {c['masked_vs_pasted']:.1f} | "
             f"{c['old_vs_pasted']:.1f} |"
         )
-    lines.append("")
+    lines += [
+        "",
+        "The quality issue asked for the subject to come out as it does pasted on mid-grey; with statistics from the "
+        "subject alone it does not, by design. Instance norm normalizes away a picture's own brightness and contrast: "
+        "the subject, measured on its own, is stylized as any photo of it would be (a dark, flat elephant comes out at "
+        "the style's brightness, as a dark photo does). Pasted on grey, the grey (most of the picture) sets the "
+        "statistics, so the subject is stylized relative to the grey and keeps more of its darkness. Which one a "
+        "user wants is a matter of taste; the runtime follows the rule that instance norm's statistics are those of "
+        "the picture itself, and `stylize_arrays` without `alphas` (or an RGB file) gives the pasted behaviour to "
+        "whoever composites first.",
+        "",
+    ]
     out.write_text("\n".join(lines))
     print(f"wrote {out}")
 

@@ -20,12 +20,8 @@ pytest.importorskip("tritonclient.http")
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def server(exported_style, tmp_path_factory):
-    _, model = exported_style
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    shm_before = set(os.listdir("/dev/shm"))
+def start_server(model: Path, port: int, log: Path) -> subprocess.Popen:
+    """`toolkit serve` in a subprocess, logging to `log`; returns once it says it is serving."""
     with log.open("w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "toolkit.cli", "serve", "--model", str(model), "--port", str(port)],
@@ -37,6 +33,16 @@ def server(exported_style, tmp_path_factory):
             process.kill()
             pytest.fail(f"toolkit serve did not start:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
+    return process
+
+
+@pytest.fixture(scope="module")
+def server(exported_style, tmp_path_factory):
+    _, model = exported_style
+    port = free_port()
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    shm_before = set(os.listdir("/dev/shm"))
+    process = start_server(model, port, log)
     yield f"127.0.0.1:{port}"
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0, log.read_text()[-3000:]
@@ -156,15 +162,7 @@ def test_a_server_that_crashes_exits_non_zero_and_leaves_nothing_behind(exported
     port = free_port()
     scratch_before, workspaces_before = _backend_scratch(), set(os.listdir("/tmp"))
     log = tmp_path / "serve.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "toolkit.cli", "serve", "--model", str(model), "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 90
-    while "serving" not in log.read_text():
-        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.5)
+    process = start_server(model, port, log)
     os.kill(tritonserver_pid(port), signal.SIGKILL)  # what an abort looks like from outside
     assert process.wait(timeout=60) == 1, log.read_text()[-3000:]
     assert "error: tritonserver stopped on its own" in log.read_text()
