@@ -7,8 +7,8 @@ without a base stage starts FINAL from another style's base) on the 16-photo tra
 SOURCES.md, with the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx
 (fp32, uint8 I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training
 time, machine. Runs go to runs/bundled/NAME-base and runs/bundled/NAME (kept out of git); a stopped run resumes where
-it stopped, a finished one is only exported again. The recipe was picked with the quality yardstick (docs/quality.py,
-docs/quality.md).
+it stopped, a finished one is only exported again. The recipe was picked with the quality yardstick (docs/quality.py;
+docs/recipe.md), which measures the results (docs/quality.md).
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ class Style:
 
 STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
-                    "mosaic-base", 2000),
+                    "mosaic-base", 1000),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
-                   "candy-base", 2000),
-    "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 2000),
+                   "candy-base", 750),
+    "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750),
 }  # fmt: skip
 VGG = "vgg/vgg16_imagenet_features.safetensors"
 # Johnson et al.'s layers (style relu1_2, relu2_2, relu3_3, relu4_3) with every term a relative error
@@ -75,7 +75,7 @@ COMMON = [
 BASE = [*COMMON, "--content-layers", "relu3_3", "--seed", "42", "--lr", "1e-3", "--lr-decay", "0.3",
         "--lr-decay-every", "2500"]  # fmt: skip
 # Stage 2, from stage 1's weights (--init): relu2_2 joins the content loss at half weight. Measured with the
-# yardstick at 1500 steps in all against going on with stage 1 (docs/quality.md, "How the recipe was picked"):
+# yardstick at 1500 steps in all against going on with stage 1 (docs/recipe.md):
 # SSIM 0.229 → 0.303 and palette 21.7 → 15.5, closeness 0.346 → 0.392.
 FINAL = [*COMMON, "--content-layers", "relu2_2:0.5,relu3_3:1", "--seed", "43", "--lr", "1e-3"]
 
