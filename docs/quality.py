@@ -230,14 +230,12 @@ def write_report(
         )
     lines += [
         "",
-        "The quality issue asked for the subject to come out as it does pasted on mid-grey; with statistics from the "
-        "subject alone it does not, by design. Instance norm normalizes away a picture's own brightness and contrast: "
-        "the subject, measured on its own, is stylized as any photo of it would be (a dark, flat elephant comes out at "
-        "the style's brightness, as a dark photo does). Pasted on grey, the grey (most of the picture) sets the "
-        "statistics, so the subject is stylized relative to the grey and keeps more of its darkness. Which one a "
-        "user wants is a matter of taste; the runtime follows the rule that instance norm's statistics are those of "
-        "the picture itself, and `stylize_arrays` without `alphas` (or an RGB file) gives the pasted behaviour to "
-        "whoever composites first.",
+        "The quality issue asked for the subject to come out as it does pasted on mid-grey. With its own statistics "
+        "(every layer measured on features normalized by the subject's statistics of the layers before) the subject "
+        "is stylized as it would be cut out on its own; pasted on grey, the grey (most of the picture) shares in the "
+        "statistics, so the two differ by the amount in the table, by design. Where that difference is smaller than "
+        "the old one, the RGB under the transparency was doing more harm than the grey. For the pasted look, "
+        "composite first (an RGB file, or `stylize_arrays` without `alphas`).",
         "",
     ]
     out.write_text("\n".join(lines))

@@ -111,34 +111,48 @@ def _measure(xs: list[str], output: str) -> list:
     return nodes
 
 
-def _measure_weighted(xs: list[str], output: str) -> list:
-    """Like `_measure`, with each pixel weighted by WEIGHTS resized to the layer's H×W (antialiased bilinear, so a
-    stride-2 layer sees the mean opacity of the pixels it covers): Σw·x/Σw and Σw·(x − mean)²/Σw."""
+def _normalize(node, mean: str, var: str, eps: str, p: str) -> list:
+    """Nodes computing `node` (an InstanceNormalization) with the given N×C×1×1 mean and variance."""
     from onnx import helper
 
-    parts, nodes = [], []
-    for k, x in enumerate(xs):
-        p = f"{output}_{k}"
-        nodes += [
-            helper.make_node("Shape", [x], [f"{p}_shape"], start=2),
-            helper.make_node("Concat", ["tile_weights_n1", f"{p}_shape"], [f"{p}_sizes"], axis=0),
-            helper.make_node("Resize", [WEIGHTS, "", "", f"{p}_sizes"], [f"{p}_w"], mode="linear", antialias=1),
-            helper.make_node("ReduceSum", [f"{p}_w", "tile_axes_hw"], [f"{p}_wsum_raw"], keepdims=1),
-            helper.make_node("Max", [f"{p}_wsum_raw", "tile_weight_floor"], [f"{p}_wsum"]),
-            helper.make_node("Mul", [x, f"{p}_w"], [f"{p}_wx"]),
-            helper.make_node("ReduceSum", [f"{p}_wx", "tile_axes_hw"], [f"{p}_wxsum"], keepdims=1),
-            helper.make_node("Div", [f"{p}_wxsum", f"{p}_wsum"], [f"{p}_mean4"]),
-            helper.make_node("Sub", [x, f"{p}_mean4"], [f"{p}_centered"]),
-            helper.make_node("Mul", [f"{p}_centered", f"{p}_centered"], [f"{p}_squared"]),
-            helper.make_node("Mul", [f"{p}_squared", f"{p}_w"], [f"{p}_wsquared"]),
-            helper.make_node("ReduceSum", [f"{p}_wsquared", "tile_axes_hw"], [f"{p}_wsqsum"], keepdims=1),
-            helper.make_node("Div", [f"{p}_wsqsum", f"{p}_wsum"], [f"{p}_var4"]),
-            helper.make_node("Squeeze", [f"{p}_mean4", "tile_axes_hw"], [f"{p}_mean"]),
-            helper.make_node("Squeeze", [f"{p}_var4", "tile_axes_hw"], [f"{p}_var"]),
-        ]
-        parts += [f"{p}_mean", f"{p}_var"]
-    nodes.append(helper.make_node("Concat", parts, [output], axis=1))
-    return nodes
+    x, scale, bias = node.input[0], node.input[1], node.input[2]
+    return [
+        helper.make_node("Add", [var, eps], [f"{p}_vareps"]),
+        helper.make_node("Sqrt", [f"{p}_vareps"], [f"{p}_std"]),
+        helper.make_node("Sub", [x, mean], [f"{p}_centered"]),
+        helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"]),
+        helper.make_node("Unsqueeze", [scale, "tile_axes_0hw"], [f"{p}_scale"]),
+        helper.make_node("Mul", [f"{p}_normed", f"{p}_scale"], [f"{p}_scaled"]),
+        helper.make_node("Unsqueeze", [bias, "tile_axes_0hw"], [f"{p}_bias"]),
+        helper.make_node("Add", [f"{p}_scaled", f"{p}_bias"], list(node.output)),
+    ]
+
+
+def _measure_weighted_one(x: str, p: str) -> tuple[list, str, str]:
+    """Nodes measuring `x`'s per-channel mean and variance with each pixel weighted by WEIGHTS resized to the layer's
+    H×W (antialiased bilinear, so a stride-2 layer sees the mean opacity of the pixels it covers): Σw·x/Σw and
+    Σw·(x − mean)²/Σw. Returns the nodes and the names of the N×C×1×1 mean and variance; `{p}_mean` and `{p}_var`
+    are the same squeezed to N×C."""
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Shape", [x], [f"{p}_shape"], start=2),
+        helper.make_node("Concat", ["tile_weights_n1", f"{p}_shape"], [f"{p}_sizes"], axis=0),
+        helper.make_node("Resize", [WEIGHTS, "", "", f"{p}_sizes"], [f"{p}_w"], mode="linear", antialias=1),
+        helper.make_node("ReduceSum", [f"{p}_w", "tile_axes_hw"], [f"{p}_wsum_raw"], keepdims=1),
+        helper.make_node("Max", [f"{p}_wsum_raw", "tile_weight_floor"], [f"{p}_wsum"]),
+        helper.make_node("Mul", [x, f"{p}_w"], [f"{p}_wx"]),
+        helper.make_node("ReduceSum", [f"{p}_wx", "tile_axes_hw"], [f"{p}_wxsum"], keepdims=1),
+        helper.make_node("Div", [f"{p}_wxsum", f"{p}_wsum"], [f"{p}_mean4"]),
+        helper.make_node("Sub", [x, f"{p}_mean4"], [f"{p}_centered"]),
+        helper.make_node("Mul", [f"{p}_centered", f"{p}_centered"], [f"{p}_squared"]),
+        helper.make_node("Mul", [f"{p}_squared", f"{p}_w"], [f"{p}_wsquared"]),
+        helper.make_node("ReduceSum", [f"{p}_wsquared", "tile_axes_hw"], [f"{p}_wsqsum"], keepdims=1),
+        helper.make_node("Div", [f"{p}_wsqsum", f"{p}_wsum"], [f"{p}_var4"]),
+        helper.make_node("Squeeze", [f"{p}_mean4", "tile_axes_hw"], [f"{p}_mean"]),
+        helper.make_node("Squeeze", [f"{p}_var4", "tile_axes_hw"], [f"{p}_var"]),
+    ]
+    return nodes, f"{p}_mean4", f"{p}_var4"
 
 
 def stats_graph(model_bytes: bytes, masked: bool = False) -> bytes:
@@ -152,14 +166,30 @@ def stats_graph(model_bytes: bytes, masked: bool = False) -> bytes:
     stats_layout(model)
     graph = model.graph
     graph.initializer.append(helper.make_tensor("tile_axes_hw", TensorProto.INT64, [2], [2, 3]))
-    xs = [node.input[0] for node in norms]
     if masked:
+        # Every instance norm is replaced by one that uses the weighted statistics of its own input, so that each
+        # deeper layer is measured on features normalized the way the picture will run (with the subject's
+        # statistics), not with the whole frame's: otherwise the transparent area still shapes the deeper layers.
         graph.input.append(helper.make_tensor_value_info(WEIGHTS, TensorProto.FLOAT, ["N", 1, "H", "W"]))
         graph.initializer.append(helper.make_tensor("tile_weight_floor", TensorProto.FLOAT, [], [1e-6]))
-        graph.node.append(helper.make_node("Shape", [WEIGHTS], ["tile_weights_n1"], end=2))
-        graph.node.extend(_measure_weighted(xs, STATS))  # last, so that every X exists
+        graph.initializer.append(helper.make_tensor("tile_axes_0hw", TensorProto.INT64, [3], [0, 2, 3]))
+        rebuilt = [helper.make_node("Shape", [WEIGHTS], ["tile_weights_n1"], end=2)]
+        parts = []
+        for node in list(graph.node):
+            if node not in norms:
+                rebuilt.append(node)
+                continue
+            k = norms.index(node)
+            measure, mean, var = _measure_weighted_one(node.input[0], f"{STATS}_{k}")
+            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+            graph.initializer.append(helper.make_tensor(f"{STATS}_{k}_eps", TensorProto.FLOAT, [], [eps]))
+            rebuilt += measure + _normalize(node, mean, var, f"{STATS}_{k}_eps", f"{STATS}_{k}_norm")
+            parts += [f"{STATS}_{k}_mean", f"{STATS}_{k}_var"]
+        rebuilt.append(helper.make_node("Concat", parts, [STATS], axis=1))
+        del graph.node[:]
+        graph.node.extend(rebuilt)
     else:
-        graph.node.extend(_measure(xs, STATS))
+        graph.node.extend(_measure([node.input[0] for node in norms], STATS))
     del graph.output[:]
     graph.output.append(helper.make_tensor_value_info(STATS, TensorProto.FLOAT, ["N", "S"]))
     _prune(graph, [STATS])
