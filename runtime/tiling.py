@@ -117,14 +117,14 @@ def _normalize(node, mean: str, var: str, eps: str, p: str) -> list:
 
     x, scale, bias = node.input[0], node.input[1], node.input[2]
     return [
-        helper.make_node("Add", [var, eps], [f"{p}_vareps"]),
-        helper.make_node("Sqrt", [f"{p}_vareps"], [f"{p}_std"]),
-        helper.make_node("Sub", [x, mean], [f"{p}_centered"]),
-        helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"]),
-        helper.make_node("Unsqueeze", [scale, "tile_axes_0hw"], [f"{p}_scale"]),
-        helper.make_node("Mul", [f"{p}_normed", f"{p}_scale"], [f"{p}_scaled"]),
-        helper.make_node("Unsqueeze", [bias, "tile_axes_0hw"], [f"{p}_bias"]),
-        helper.make_node("Add", [f"{p}_scaled", f"{p}_bias"], list(node.output)),
+        helper.make_node("Add", [var, eps], [f"{p}_vareps"], name=f"{p}_e"),
+        helper.make_node("Sqrt", [f"{p}_vareps"], [f"{p}_std"], name=f"{p}_f"),
+        helper.make_node("Sub", [x, mean], [f"{p}_centered"], name=f"{p}_g"),
+        helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"], name=f"{p}_h"),
+        helper.make_node("Unsqueeze", [scale, "tile_axes_0hw"], [f"{p}_scale"], name=f"{p}_i"),
+        helper.make_node("Mul", [f"{p}_normed", f"{p}_scale"], [f"{p}_scaled"], name=f"{p}_j"),
+        helper.make_node("Unsqueeze", [bias, "tile_axes_0hw"], [f"{p}_bias"], name=f"{p}_k"),
+        helper.make_node("Add", [f"{p}_scaled", f"{p}_bias"], list(node.output), name=f"{p}_out"),
     ]
 
 
@@ -222,7 +222,6 @@ def tile_graph(model_bytes: bytes) -> bytes:
             graph.initializer.append(helper.make_tensor(f"{name}_s", TensorProto.INT64, [1], [start]))
             graph.initializer.append(helper.make_tensor(f"{name}_e", TensorProto.INT64, [1], [start + channels]))
         graph.initializer.append(helper.make_tensor(f"tile_eps_{k}", TensorProto.FLOAT, [], [eps]))
-        x, scale, bias = node.input[0], node.input[1], node.input[2]
         p = f"tile_norm_{k}"
         rebuilt += [
             helper.make_node("Slice", [STATS, f"tile_mean_at_{k}_s", f"tile_mean_at_{k}_e", "tile_axes_1"],
@@ -231,15 +230,8 @@ def tile_graph(model_bytes: bytes) -> bytes:
             helper.make_node("Slice", [STATS, f"tile_var_at_{k}_s", f"tile_var_at_{k}_e", "tile_axes_1"],
                              [f"{p}_var2"], name=f"{p}_c"),
             helper.make_node("Unsqueeze", [f"{p}_var2", "tile_axes_hw"], [f"{p}_var"], name=f"{p}_d"),
-            helper.make_node("Add", [f"{p}_var", f"tile_eps_{k}"], [f"{p}_vareps"], name=f"{p}_e"),
-            helper.make_node("Sqrt", [f"{p}_vareps"], [f"{p}_std"], name=f"{p}_f"),
-            helper.make_node("Sub", [x, f"{p}_mean"], [f"{p}_centered"], name=f"{p}_g"),
-            helper.make_node("Div", [f"{p}_centered", f"{p}_std"], [f"{p}_normed"], name=f"{p}_h"),
-            helper.make_node("Unsqueeze", [scale, "tile_axes_0hw"], [f"{p}_scale"], name=f"{p}_i"),
-            helper.make_node("Mul", [f"{p}_normed", f"{p}_scale"], [f"{p}_scaled"], name=f"{p}_j"),
-            helper.make_node("Unsqueeze", [bias, "tile_axes_0hw"], [f"{p}_bias"], name=f"{p}_k"),
         ]  # fmt: skip
-        rebuilt.append(helper.make_node("Add", [f"{p}_scaled", f"{p}_bias"], list(node.output), name=f"{p}_out"))
+        rebuilt += _normalize(node, f"{p}_mean", f"{p}_var", f"tile_eps_{k}", p)
         offset += 2 * channels
     del graph.node[:]
     graph.node.extend(rebuilt)
