@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+REQUEST_MAX_PIXELS = 40_000_000  # per image: a 40 Mpx photo (7680×5120) and then some
 INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "host", "content-length"}  # fmt: skip
@@ -25,7 +26,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 @dataclass(frozen=True)
 class Limits:
     max_batch: int = 8
-    max_pixels: int = 40_000_000  # per image: a 40 Mpx photo (7680×5120) and then some
+    max_pixels: int = REQUEST_MAX_PIXELS
     max_request_bytes: int = 512 * 1024 * 1024
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from runtime.request_guard import REQUEST_MAX_PIXELS
 from runtime.stylizer import Stylizer
 
 INPUT, OUTPUT = "image", "stylized"
@@ -85,7 +86,7 @@ def _stop_on_signals() -> threading.Event:
 
 def serve(stylizer: Stylizer, name: str = "stylize", host: str = "127.0.0.1", port: int = 8000,
           max_batch: int = 8, on_ready: Callable[[], None] = lambda: None,
-          max_pixels: int = 40_000_000) -> None:  # fmt: skip
+          max_pixels: int = REQUEST_MAX_PIXELS) -> None:  # fmt: skip
     """Run until interrupted (Ctrl-C / SIGINT); HTTP on `port`, gRPC on `port` + 1, metrics on `port` + 2.
 
     HTTP requests pass runtime.request_guard first (at most `max_batch` images of `max_pixels` each), which forwards

@@ -6,19 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def nonfinite_weights(path: str | Path) -> list[str]:
-    """Names of the ONNX model's float initializers that hold NaN or infinity (empty when the `onnx` package, which
-    reads them, is missing, or the file has none)."""
-    try:
-        import numpy as np
-        import onnx
-        from onnx import numpy_helper
-    except ImportError:
-        return []
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # the backend that loaded it reports what matters
-        return []
+def nonfinite_initializers(model) -> list[str]:
+    """Names of an ONNX ModelProto's float initializers (those stored in the file) that hold NaN or infinity."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
     bad = []
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
@@ -27,6 +20,20 @@ def nonfinite_weights(path: str | Path) -> list[str]:
         if values.dtype.kind == "f" and not np.isfinite(values).all():
             bad.append(tensor.name)
     return bad
+
+
+def nonfinite_weights(path: str | Path) -> list[str]:
+    """`nonfinite_initializers` of the ONNX file (empty when the `onnx` package, which reads them, is missing, or
+    the file has none)."""
+    try:
+        import onnx
+    except ImportError:
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # the backend that loaded it reports what matters
+        return []
+    return nonfinite_initializers(model)
 
 
 def refuse_nonfinite(path: str | Path) -> None:

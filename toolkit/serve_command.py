@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 
+from runtime.request_guard import REQUEST_MAX_PIXELS
 from toolkit.reporting import stderr, user_errors
 
 
@@ -19,7 +20,7 @@ def serve(
     device: str = typer.Option(None, "--device", help="cpu or cuda (default: the best available)."),
     max_batch: int = typer.Option(8, "--max-batch", help="Triton max_batch_size."),
     max_pixels: int = typer.Option(
-        40_000_000, "--max-pixels", help="Largest image a request may carry (HTTP requests above are refused)."
+        REQUEST_MAX_PIXELS, "--max-pixels", help="Largest image a request may carry (HTTP requests above are refused)."
     ),
 ) -> None:
     """Serve a style over HTTP and gRPC with the tensors `image` (uint8 N×H×W×3) → `stylized`. Ctrl-C stops it."""
