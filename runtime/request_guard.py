@@ -172,12 +172,16 @@ def _grpc_handler_class():
     class Handler(grpc.GenericRpcHandler):
         def __init__(self, guard: GrpcGuard):
             self.guard = guard
+            self.handlers: dict[str, grpc.RpcMethodHandler] = {}  # one per method, made on its first call
 
         def service(self, handler_call_details):
             method = handler_call_details.method
-            if method.endswith("/ModelStreamInfer"):
-                return grpc.stream_stream_rpc_method_handler(self._stream(method))
-            return grpc.unary_unary_rpc_method_handler(self._unary(method))
+            if method not in self.handlers:
+                if method.endswith("/ModelStreamInfer"):
+                    self.handlers[method] = grpc.stream_stream_rpc_method_handler(self._stream(method))
+                else:
+                    self.handlers[method] = grpc.unary_unary_rpc_method_handler(self._unary(method))
+            return self.handlers[method]
 
         def _unary(self, method: str):
             forward = self.guard.channel.unary_unary(method)
