@@ -98,7 +98,7 @@ def cutouts(assets: Path, styles: list[str], overrides: dict) -> list[dict]:
     on an opaque mid-grey background (the reference the quality issue names). Differences over the opaque pixels."""
     rows = []
     for style in styles:
-        with Stylizer.load(overrides.get(style, style), device="cpu", tile="off") as stylizer:
+        with Stylizer.load(overrides.get(style, style), device="cpu", tile="off", precision="fp32") as stylizer:
             for name in sorted(p.name for p in (assets / "content").glob("*_rgba.png")):
                 photo = read_photo(assets / "content" / name)
                 assert photo.alpha is not None
@@ -148,7 +148,9 @@ def main() -> None:
         outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
         timings[style] = {}
         for label, model in models.items():
-            with Stylizer.load(model, device="cpu", tile="off") as stylizer:
+            # fp32: the int8 files are measured against these by benchmarks/peer_speed.py
+            precision = "fp32" if label.startswith("ours") else "auto"
+            with Stylizer.load(model, device="cpu", tile="off", precision=precision) as stylizer:
                 t = time.perf_counter()
                 outputs[label] = {name: stylizer(rgb) for name, rgb in photos.items()}
                 timings[style][label] = (time.perf_counter() - t) / len(photos)

@@ -19,6 +19,8 @@ OPSETS = range(18, 24)  # InstanceNormalization as our graphs use it, and the op
 class ExportOptions:
     name: str | None = None  # file name stem; default: the run folder's or the file's name
     fp16: bool = False  # also NAME.fp16.onnx (and its engine)
+    int8: bool = False  # also NAME.int8.onnx (and its engine), calibrated on the photos in `calib`
+    calib: Path | None = None
     opset: int = DEFAULT_OPSET
     io: str = "uint8"  # uint8 NHWC RGB bytes in and out, or float NCHW 0–255
     check: bool = True
@@ -49,6 +51,12 @@ class ExportOptions:
             raise UserError(f"--triton-device must be cpu or gpu, not {self.triton_device!r}")
         if self.name is not None and (not self.name or "/" in self.name or self.name in (".", "..")):
             raise UserError(f"--name {self.name!r}: give a file name stem without folders")
+        if self.int8 and self.calib is None:
+            raise UserError("--int8 needs --calib DIR: a folder of photos like the ones the model will see")
+        if self.calib is not None and not Path(self.calib).is_dir():
+            raise UserError(f"--calib {self.calib}: not a folder; give a folder of photos")
+        if self.calib is not None and not self.int8:
+            raise UserError("--calib is for --int8; add --int8 or leave --calib out")
         self.profile(1)  # the shape flags parse and min ≤ opt ≤ max
 
     def profile(self, min_side: int) -> ShapeProfile:

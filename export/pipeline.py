@@ -1,4 +1,4 @@
-"""`toolkit export`: source model → checked ONNX files (fp32, and fp16 with instance norms in fp32)."""
+"""`toolkit export`: source model → checked ONNX files (fp32; fp16 and int8 with instance norms in fp32)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import onnx
 import torch
 
 from export.checks import (
+    FP16_MIN_PSNR,
     PARITY_SIZES,
     Check,
     check_engine,
@@ -23,6 +24,14 @@ from export.checks import (
 from export.engine import ShapeProfile, build_engine
 from export.foreign_onnx import foreign_checks, foreign_metadata, import_foreign
 from export.image_io import ImageIO
+from export.int8 import (
+    INT8_MIN_PSNR,
+    calibration_photos,
+    check_convolutions_quantized,
+    check_int8_psnr,
+    check_tensorrt_qdq,
+    int8_model,
+)
 from export.onnx_export import INPUT_NAME, build_onnx, onnx_metadata, save_onnx
 from export.options import ExportOptions
 from export.sources import load_source
@@ -50,9 +59,9 @@ class ExportResult:
 def export_model(
     model_path: str | Path, out_dir: str | Path, options: ExportOptions | None = None, **settings
 ) -> ExportResult:
-    """Write NAME.onnx (and NAME.fp16.onnx), checked; with TensorRT and a GPU, also engines and their sidecars; with
-    `options.triton`, a Triton model repository for the best of them. `settings` (ExportOptions' fields) stand in for
-    `options`; either way they are checked before the model is loaded."""
+    """Write NAME.onnx (and NAME.fp16.onnx, NAME.int8.onnx), checked; with TensorRT and a GPU, also engines and
+    their sidecars; with `options.triton`, a Triton model repository for the best of them. `settings`
+    (ExportOptions' fields) stand in for `options`; either way they are checked before the model is loaded."""
     options = options or ExportOptions(**settings)
     model_path, out_dir = Path(model_path), Path(out_dir)
     if model_path.suffix.lower() == ".onnx":
@@ -71,6 +80,7 @@ def _export_generator(
     if options.channel_order == "bgr":
         raise UserError("--channel-order applies to imported .onnx models only; our generators are RGB")
     io, check = options.io, options.check
+    calibration = calibration_photos(Path(options.calib)) if options.int8 and options.calib else None
     source = load_source(model_path)
     check_writable(out_dir, "-o/--out")
     name = options.name or source.name
@@ -99,7 +109,14 @@ def _export_generator(
             for item in fp16_checks:
                 item.name = f"fp16: {item.name}"
             checks += fp16_checks
-    result = ExportResult([], checks, source.notes)
+    notes = list(source.notes)
+    if calibration is not None:
+        photos, skipped = calibration
+        notes += skipped
+        int8_model_proto, int8_checks = _int8(fp32, generator, source.spec.norm, photos, io)
+        models[out_dir / f"{name}.int8.onnx"] = int8_model_proto
+        checks += int8_checks if check else []
+    result = ExportResult([], checks, notes)
     if not result.ok:
         return result, profile  # nothing written: a file that failed its checks is not handed out
     for path, model in models.items():
@@ -118,7 +135,7 @@ def _export_generator(
         return result, profile
     cache = Path(options.timing_cache) if options.timing_cache else out_dir / "timing.cache"
     for onnx_path in list(models):
-        precision = "fp16" if onnx_path.name.endswith(".fp16.onnx") else "fp32"
+        precision = next((p for p in ("fp16", "int8") if onnx_path.name.endswith(f".{p}.onnx")), "fp32")
         final = onnx_path.with_suffix(".engine")
         staging = temporary_name(final)  # checked before it takes the final name
         try:
@@ -127,7 +144,8 @@ def _export_generator(
             )
             if check:
                 sizes = [_clip_to_profile((2, h, w), profile) for h, w in PARITY_SIZES]
-                engine_check = check_engine(staging, fp32, io, sizes)
+                least = INT8_MIN_PSNR if precision == "int8" else FP16_MIN_PSNR
+                engine_check = check_engine(staging, fp32, io, sizes, least)
                 engine_check.name = f"{precision} engine: {engine_check.name}"
                 result.checks.append(engine_check)
                 if not engine_check.ok:
@@ -146,6 +164,18 @@ def _export_generator(
             staging.unlink(missing_ok=True)
             sidecar_path(staging).unlink(missing_ok=True)
     return result, profile
+
+
+def _int8(fp32: onnx.ModelProto, generator, norm: str, photos: list, io: str):
+    """NAME.int8.onnx's model and its checks (export.int8), calibrated on `photos` (those of --calib)."""
+    quantized = int8_model(fp32, photos, io)
+    model = quantized.model
+    checks = [check_graph(model), check_finite_weights(model), *check_norm_nodes(model, generator, norm),
+              check_fp32_instance_norm(model), check_convolutions_quantized(model), check_tensorrt_qdq(model),
+              check_int8_psnr(quantized)]  # fmt: skip
+    for item in checks:
+        item.name = f"int8: {item.name}"
+    return model, checks
 
 
 def _triton_repository(files: list[str], profile: ShapeProfile | None, options: ExportOptions) -> list[Path]:
@@ -197,6 +227,8 @@ def _export_foreign(path: Path, out_dir: Path, options: ExportOptions) -> Export
         entry.key, entry.value = key, value
     if options.fp16:
         notes.append("--fp16 is not available for imported ONNX models; only the fp32 file is written")
+    if options.int8:
+        notes.append("--int8 is not available for imported ONNX models; only the fp32 file is written")
     if options.engine:
         notes.append("TensorRT engines are not built for imported ONNX models")
     result = ExportResult([], foreign_checks(original, model, contract, bgr) if check else [], notes)

@@ -42,6 +42,52 @@ def sgemm_gflops(n: int = 2048, seconds: float = 1.5) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def int8_gemm_gops(n: int = 2048, seconds: float = 1.5) -> float | None:
+    """uint8×int8→int32 matrix-multiply rate through ONNX Runtime's MatMulInteger (MLAS; VNNI where the CPU has it),
+    the best of several runs; None without onnxruntime and onnx."""
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper
+    except ImportError:
+        return None
+    inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n]),
+              helper.make_tensor_value_info("b", TensorProto.INT8, [n, n])]  # fmt: skip
+    output = helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "gemm", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feeds = {"a": rng.integers(0, 128, (n, n), dtype=np.uint8), "b": rng.integers(-127, 128, (n, n), dtype=np.int8)}
+    session.run(None, feeds)
+    best, deadline = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        session.run(None, feeds)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+def photo_like_frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """An H×W×3 uint8 frame with gradients, soft shapes and mild noise, for comparing outputs (random noise would
+    make every model's output noise too)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    image = np.stack([0.5 + 0.4 * np.sin(rng.uniform(2, 7) * 6.3 * xx + c) * np.cos(rng.uniform(2, 7) * 6.3 * yy)
+                      for c in range(3)], -1)  # fmt: skip
+    for _ in range(4):
+        cy, cx, r = rng.uniform(0, 1), rng.uniform(0, 1), rng.uniform(0.05, 0.25)
+        image[(yy - cy) ** 2 + (xx - cx) ** 2 < r**2] = rng.uniform(0, 1, 3)
+    image += rng.normal(0, 0.02, image.shape)
+    return (np.clip(image, 0, 1) * 255).round().astype(np.uint8)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
 @dataclass
 class Measurement:
     backend: str
@@ -54,7 +100,13 @@ class Measurement:
     images_per_s: float
     gflop_per_image: float | None
     gflops: float | None
-    of_sgemm: float | None
+    of_sgemm: float | None  # of the machine's GEMM rate in this row's precision (int8 rows: the int8 rate)
+    precision: str = "fp32"
+    psnr_db: float | None = None  # output against the first fp32 row at this size, on a photo-like frame
+
+    @property
+    def label(self) -> str:
+        return self.backend if self.precision == "fp32" else f"{self.backend}:{self.precision}"
 
 
 def measure(run, batch_input: np.ndarray, min_runs: int = 3, max_seconds: float = 10.0) -> list[float]:
@@ -70,13 +122,22 @@ def measure(run, batch_input: np.ndarray, min_runs: int = 3, max_seconds: float 
 
 
 def summarize(
-    backend: str, size: str, hw: tuple[int, int], batch: int, times: list[float], gflop: float | None, sgemm: float
+    backend: str,
+    size: str,
+    hw: tuple[int, int],
+    batch: int,
+    times: list[float],
+    gflop: float | None,
+    gemm: float | None,
+    precision: str = "fp32",
+    psnr_db: float | None = None,
 ) -> Measurement:
+    """One row; `gemm`: the machine's GEMM rate in the row's precision (GFLOP/s or GOP/s)."""
     median = statistics.median(times)
     p90 = sorted(times)[min(len(times) - 1, int(0.9 * len(times)))]
     rate = gflop * batch / median if gflop else None
     return Measurement(backend, size, hw[0], hw[1], batch, median * 1e3, p90 * 1e3, batch / median, gflop, rate,
-                       rate / sgemm if rate else None)  # fmt: skip
+                       rate / gemm if rate and gemm else None, precision, psnr_db)  # fmt: skip
 
 
 def plot(measurements: list[Measurement], path, title: str) -> None:
@@ -84,7 +145,7 @@ def plot(measurements: list[Measurement], path, title: str) -> None:
     from PIL import Image, ImageDraw
 
     sizes = list(dict.fromkeys(m.size for m in measurements))
-    backends = list(dict.fromkeys(m.backend for m in measurements))
+    backends = list(dict.fromkeys(m.label for m in measurements))
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
     width, height, left, bottom, top = 140 * len(sizes) + 120, 420, 70, 60, 50
     image = Image.new("RGB", (width, height), "white")
@@ -100,7 +161,7 @@ def plot(measurements: list[Measurement], path, title: str) -> None:
     for i, size in enumerate(sizes):
         x0 = left + 20 + i * 140
         for j, backend in enumerate(backends):
-            found = [m for m in measurements if m.size == size and m.backend == backend]
+            found = [m for m in measurements if m.size == size and m.label == backend]
             if found:
                 y = height - bottom - found[0].images_per_s * scale
                 draw.rectangle((x0 + j * bar, y, x0 + (j + 1) * bar - 4, height - bottom), fill=colours[j % 4])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from runtime.precision import precision_of
+
 DEFAULT_STYLE = "mosaic"
 
 
@@ -29,6 +31,8 @@ def bundled_styles() -> list[BundledStyle]:
     folder = styles_folder()
     styles = []
     for model in sorted(folder.glob("*.onnx")):
+        if precision_of(model) != "fp32":  # NAME.int8.onnx is a file of style NAME (runtime.precision)
+            continue
         record = model.with_suffix(".json")
         provenance = json.loads(record.read_text()) if record.is_file() else {}
         styles.append(BundledStyle(model.stem, model, provenance))

@@ -21,6 +21,7 @@ class JobSettings:
     strength: float = 1.0
     preserve_color: bool = False
     tile: str = "auto"
+    precision: str = "auto"  # runtime.precision
     batch_size: int = 4
     max_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -61,7 +62,9 @@ class Job:
                                             settings.preserve_color)  # fmt: skip
         else:
             s = settings
-            self.stylizer = Stylizer.load(s.model, s.backend, s.device, s.strength, s.preserve_color, s.tile)
+            self.stylizer = Stylizer.load(
+                s.model, s.backend, s.device, s.strength, s.preserve_color, s.tile, s.precision
+            )
 
     @property
     def where(self) -> tuple[str, str]:
@@ -88,8 +91,8 @@ class Job:
             outcomes += run_images_on_ray(
                 self.images, self.ray_model, address=s.ray or "local", actors=s.ray_actors, backend=s.backend,
                 device=s.device, strength=s.strength, preserve_color=s.preserve_color, tile=s.tile,
-                overwrite=s.overwrite, batch_size=s.batch_size, max_size=s.max_size, max_pixels=s.max_pixels,
-                format=s.format, report=on_image,
+                precision=s.precision, overwrite=s.overwrite, batch_size=s.batch_size, max_size=s.max_size,
+                max_pixels=s.max_pixels, format=s.format, report=on_image,
             )  # fmt: skip
         elif self.images:
             assert self.stylizer is not None

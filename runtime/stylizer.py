@@ -22,6 +22,7 @@ from runtime.backends.table import BACKENDS, candidates
 from runtime.contract import Contract
 from runtime.errors import ModelError
 from runtime.postprocess import blend, preserve_colors
+from runtime.precision import choose_file, precision_of, prefer_int8
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -42,25 +43,35 @@ def resolve_model(model: str | Path | None) -> Path:
 
 
 def open_backend(
-    model: str | Path | None, backend: str = "auto", device: str | None = None
+    model: str | Path | None, backend: str = "auto", device: str | None = None, precision: str = "auto"
 ) -> tuple[Backend, list[str]]:
-    """The first backend that can run `model` (or the one named); returns it with notes on those passed over."""
+    """The first backend that can run `model` (or the one named) in `precision` (runtime.precision: auto, fp32, fp16,
+    int8); returns it with notes on those passed over."""
     if backend not in ("auto", *BACKENDS):
         raise ModelError(f"unknown backend {backend!r}: choose auto, {', '.join(BACKENDS)}")
-    path = resolve_model(model)
+    path = choose_file(resolve_model(model), precision)
     possible = candidates(path)
     chosen = [(k, f) for k, f in possible if k.name == backend or (backend == "auto" and k.in_auto)]
     if not chosen:
         kinds = ", ".join(kind.name for kind, _ in possible)
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
     notes: list[str] = []
+    int8 = path if precision_of(path) == "int8" else prefer_int8(path, device) if precision == "auto" else None
+    if backend == "auto" and int8 is not None:
+        # OpenVINO runs int8 convolutions 3× faster than fp32 on a VNNI CPU; ONNX Runtime's are not faster than its
+        # fp32 ones. After a GPU's engine, before ONNX Runtime.
+        chosen.insert(sum(kind.suffix == ".engine" for kind, _ in chosen), (BACKENDS["openvino"], int8))
     for kind, file in chosen:
         if not file.exists():
             if backend != "auto":
                 raise ModelError(f"--backend {kind.name}: {file} does not exist")
             continue
         try:
-            return kind.open(file, device), notes
+            opened = kind.open(file, device)
+            if file != path and file == int8:
+                notes.append(f"running {int8.name} (int8 convolutions, fp32 instance norms) on OpenVINO: this CPU "
+                             "has int8 dot products; --precision fp32 runs the fp32 file")  # fmt: skip
+            return opened, notes
         except BackendUnavailable as exc:
             if backend != "auto":
                 raise ModelError(f"--backend {kind.name} cannot run {file.name}: {exc}") from None
@@ -71,8 +82,9 @@ def open_backend(
 
 
 def _with_tiles(backend: Backend, tile: str | int) -> Backend:
-    """The ONNX Runtime backend wrapped so that it can take instance-norm statistics from outside: tiles for large
-    photos, and cut-outs normalized by their opaque pixels ("off": no tiles, the second use only)."""
+    """A backend that takes statistics (ONNX Runtime, OpenVINO) wrapped so that it can take instance-norm
+    statistics from outside: tiles for large photos, and cut-outs normalized by their opaque pixels ("off": no
+    tiles, the second use only)."""
     from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, TiledBackend, TilingUnavailable
 
     if tile == "off":
@@ -129,19 +141,22 @@ class Stylizer:
         strength: float = 1.0,
         preserve_color: bool = False,
         tile: str | int = "auto",
+        precision: str = "auto",
     ) -> Stylizer:
         """`model`: a .onnx/.engine/.safetensors path, a bundled style's name, or None for the default style.
         `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
         available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
-        runs every image whole. Cut-outs (alpha) are normalized by their opaque pixels on ONNX Runtime with our
-        exports; other backends see them on mid-grey."""
-        chosen, notes = open_backend(model, backend, device)
+        runs every image whole. Cut-outs (alpha) are normalized by their opaque pixels on ONNX Runtime and OpenVINO
+        with our exports; other backends see them on mid-grey. `precision`: auto (the file given, or NAME.int8.onnx
+        beside it on a CPU with int8 dot products and OpenVINO installed), fp32, fp16 or int8 (that file of the
+        model)."""
+        chosen, notes = open_backend(model, backend, device, precision)
         notes.extend(chosen.notes)
         if chosen.takes_statistics:
             chosen = _with_tiles(chosen, tile)
         elif tile not in ("off", "auto"):
-            notes.append(f"--tile applies to the onnxruntime backend; {chosen.name} runs every image whole")
+            notes.append(f"--tile applies to onnxruntime and openvino; {chosen.name} runs every image whole")
         return cls(chosen, strength, preserve_color, notes)
 
     @classmethod

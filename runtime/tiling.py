@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
 STATS = "tile_stats"
+KEEP = "temporal_keep"  # the temporal graph's share of the carried statistics, N×1 in 0–1
+NEXT_STATS = "temporal_stats"  # … and its output: the statistics to carry to the next frame
 WEIGHTS = "tile_weights"  # the masked stats graph's second input: per-pixel weight (opacity) N×1×H×W in 0–1
 # How far (in input pixels) one output pixel sees, rounded up to a multiple of 4. Johnson: 9×9 conv (4), two stride-2
 # 3×3 convs (1 + 2), ten 3×3 convs at 1/4 scale (40), two 3×3 convs after upsampling (2 + 1), 9×9 conv (4) = 54.
@@ -196,7 +198,11 @@ def stats_graph(model_bytes: bytes, masked: bool = False) -> bytes:
     return model.SerializeToString()
 
 
-def tile_graph(model_bytes: bytes) -> bytes:
+def tile_graph(model_bytes: bytes, temporal: bool = False) -> bytes:
+    """The model with every instance norm's statistics taken from the STATS input (N×S). `temporal`: each layer's
+    statistics are instead KEEP·STATS + (1 − KEEP)·(its own input's statistics), with KEEP (N×1, 0–1) a second
+    input, and those blended statistics come out as NEXT_STATS (N×S): an exponential moving average over the frames
+    of a video (runtime.temporal). KEEP = 0 is the plain model."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -209,7 +215,7 @@ def tile_graph(model_bytes: bytes) -> bytes:
         helper.make_tensor("tile_axes_0hw", TensorProto.INT64, [3], [0, 2, 3]),
     ]
     graph.initializer.extend(consts)
-    rebuilt, offset, k = [], 0, -1
+    rebuilt, offset, k, blended = [], 0, -1, []
     for node in list(graph.node):
         if node.op_type != "InstanceNormalization" or node.domain not in ("", "ai.onnx"):
             rebuilt.append(node)
@@ -231,19 +237,56 @@ def tile_graph(model_bytes: bytes) -> bytes:
                              [f"{p}_var2"], name=f"{p}_c"),
             helper.make_node("Unsqueeze", [f"{p}_var2", "tile_axes_hw"], [f"{p}_var"], name=f"{p}_d"),
         ]  # fmt: skip
-        rebuilt += _normalize(node, f"{p}_mean", f"{p}_var", f"tile_eps_{k}", p)
+        mean, var = f"{p}_mean", f"{p}_var"
+        if temporal:
+            rebuilt += _blend(node.input[0], mean, var, p)
+            mean, var = f"{p}_bmean", f"{p}_bvar"
+            blended += [f"{p}_bmean2", f"{p}_bvar2"]
+        rebuilt += _normalize(node, mean, var, f"tile_eps_{k}", p)
         offset += 2 * channels
     del graph.node[:]
     graph.node.extend(rebuilt)
     graph.input.append(helper.make_tensor_value_info(STATS, TensorProto.FLOAT, ["N", offset]))
+    if temporal:
+        graph.input.append(helper.make_tensor_value_info(KEEP, TensorProto.FLOAT, ["N", 1]))
+        graph.initializer.append(helper.make_tensor("tile_one", TensorProto.FLOAT, [], [1.0]))
+        keep = [helper.make_node("Unsqueeze", [KEEP, "tile_axes_hw"], ["tile_keep4"], name="tile_keep_a"),
+                helper.make_node("Sub", ["tile_one", "tile_keep4"], ["tile_take4"], name="tile_keep_b")]  # fmt: skip
+        graph.node.insert(0, keep[1])
+        graph.node.insert(0, keep[0])
+        graph.node.append(helper.make_node("Concat", blended, [NEXT_STATS], axis=1, name="tile_next"))
+        graph.output.append(helper.make_tensor_value_info(NEXT_STATS, TensorProto.FLOAT, ["N", offset]))
     return model.SerializeToString()
+
+
+def _blend(x: str, mean: str, var: str, p: str) -> list:
+    """Nodes blending the given N×C×1×1 `mean`/`var` with `x`'s own: KEEP·given + (1 − KEEP)·own, as `{p}_bmean`
+    and `{p}_bvar` (and squeezed to N×C as `{p}_bmean2`, `{p}_bvar2`)."""
+    from onnx import helper
+
+    return [
+        helper.make_node("ReduceMean", [x, "tile_axes_hw"], [f"{p}_own_mean"], keepdims=1, name=f"{p}_t1"),
+        helper.make_node("Sub", [x, f"{p}_own_mean"], [f"{p}_own_c"], name=f"{p}_t2"),
+        helper.make_node("Mul", [f"{p}_own_c", f"{p}_own_c"], [f"{p}_own_sq"], name=f"{p}_t3"),
+        helper.make_node("ReduceMean", [f"{p}_own_sq", "tile_axes_hw"], [f"{p}_own_var"], keepdims=1, name=f"{p}_t4"),
+        helper.make_node("Mul", [mean, "tile_keep4"], [f"{p}_kmean"], name=f"{p}_t5"),
+        helper.make_node("Mul", [f"{p}_own_mean", "tile_take4"], [f"{p}_tmean"], name=f"{p}_t6"),
+        helper.make_node("Add", [f"{p}_kmean", f"{p}_tmean"], [f"{p}_bmean"], name=f"{p}_t7"),
+        helper.make_node("Mul", [var, "tile_keep4"], [f"{p}_kvar"], name=f"{p}_t8"),
+        helper.make_node("Mul", [f"{p}_own_var", "tile_take4"], [f"{p}_tvar"], name=f"{p}_t9"),
+        helper.make_node("Add", [f"{p}_kvar", f"{p}_tvar"], [f"{p}_bvar"], name=f"{p}_t10"),
+        helper.make_node("Squeeze", [f"{p}_bmean", "tile_axes_hw"], [f"{p}_bmean2"], name=f"{p}_t11"),
+        helper.make_node("Squeeze", [f"{p}_bvar", "tile_axes_hw"], [f"{p}_bvar2"], name=f"{p}_t12"),
+    ]
 
 
 def _release_memory_after():
     """ONNX Runtime run options that hand the arena's free memory back after the run, so that the stats pass's
     peak is not still held while the tiles run (the tiles' own arena is kept: they reuse it)."""
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except ImportError:  # the graphs run on OpenVINO, which has no arena to shrink
+        return None
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
     return options
@@ -260,7 +303,8 @@ def _spans(length: int, core: int, margin: int) -> list[tuple[int, int, int, int
 
 
 class TiledBackend(Backend):
-    """Wraps an ONNX Runtime backend: images above `tile_above` pixels run in tiles with thumbnail statistics."""
+    """Wraps a backend that takes statistics (ONNX Runtime, OpenVINO): images above `tile_above` pixels run in
+    tiles with thumbnail statistics."""
 
     def __init__(self, inner, arch: str, tile: int = DEFAULT_TILE, tile_above: float = DEFAULT_TILE_ABOVE,
                  stats_pixels: int = DEFAULT_STATS_PIXELS):  # fmt: skip
@@ -278,17 +322,12 @@ class TiledBackend(Backend):
         self._masked_session = None
 
     @property
-    def session(self):
-        return self.inner.session
-
-    @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
         return self.inner.notes
 
     @classmethod
     def wrap(cls, inner, tile: int = DEFAULT_TILE, tile_above: float = DEFAULT_TILE_ABOVE) -> TiledBackend:
-        meta = inner.session.get_modelmeta().custom_metadata_map
-        return cls(inner, meta.get("arch", ""), tile, tile_above)
+        return cls(inner, inner.metadata.get("arch", ""), tile, tile_above)
 
     def _open(self):
         if self._sessions is None:

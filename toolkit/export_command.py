@@ -18,6 +18,10 @@ def export(
     out: Path = typer.Option(..., "-o", "--out", help="Output folder."),
     name: str = typer.Option(None, "--name", help="File name stem (default: the run folder's or file's name)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also write NAME.fp16.onnx (instance norms stay fp32)."),
+    int8: bool = typer.Option(
+        False, "--int8", help="Also write NAME.int8.onnx: convolutions int8 (VNNI CPUs, TensorRT), instance norms fp32."
+    ),
+    calib: Path = typer.Option(None, "--calib", help="With --int8: a folder of photos to calibrate on (12–24)."),
     opset: int = typer.Option(20, "--opset", help="ONNX opset."),
     io: str = typer.Option("uint8", "--io", help="uint8: RGB NHWC bytes in and out; float: NCHW 0–255 float32."),
     check: bool = typer.Option(True, "--check/--no-check", help="Validate the graph and compare with PyTorch."),
@@ -51,7 +55,8 @@ def export(
 
     with user_errors():
         options = ExportOptions(
-            name=name, fp16=fp16, opset=opset, io=io, check=check, version=__version__, engine=engine,
+            name=name, fp16=fp16, int8=int8, calib=calib, opset=opset, io=io, check=check, version=__version__,
+            engine=engine,
             min_shape=min_shape, opt_shape=opt_shape, max_shape=max_shape, workspace_gib=workspace,
             timing_cache=timing_cache, channel_order=channel_order, triton=triton, triton_max_batch=triton_max_batch,
             triton_device=triton_device,

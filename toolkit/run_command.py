@@ -43,7 +43,12 @@ def run(
     ),
     ray_actors: int = typer.Option(2, "--ray-actors", help="Stylizer actors (one GPU each on a GPU cluster)."),
     tile: str = typer.Option(
-        "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime); N: tiles of N px; off."
+        "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime/OpenVINO); N: N-px tiles; off."
+    ),
+    precision: str = typer.Option(
+        "auto",
+        "--precision",
+        help="auto (NAME.int8.onnx beside NAME.onnx on a VNNI CPU with OpenVINO), fp32, fp16 or int8: that file.",
     ),
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
@@ -54,7 +59,8 @@ def run(
     with user_errors():
         settings = JobSettings(
             model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
-            batch_size=batch_size, max_size=max_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
+            precision=precision, batch_size=batch_size, max_size=max_size,
+            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
             overwrite=overwrite, server=server, model_name=model_name, ray=ray, ray_actors=ray_actors,
         )  # fmt: skip
         tasks, failures = plan(inputs, out, format)

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
+
 import numpy as np
 
 from runtime.contract import Contract
@@ -14,9 +17,9 @@ class Backend:
 
     What callers read: `name`, `device` ("cpu" or "cuda"), `contract` (the model's I/O), `notes` (one line each on
     how the model is run), `max_in_flight` (how many batches a job may have running at once: 1 here, more for a
-    remote server), `takes_statistics` (whether the backend can run the model's graph with instance-norm statistics
-    supplied from outside, which large photos in tiles and cut-outs need; see runtime.tiling). A backend is a
-    context manager: leaving the block releases its resources.
+    remote server), `metadata` (the model file's key/value metadata), `takes_statistics` (whether the backend can
+    run the model's graph with instance-norm statistics supplied from outside, which large photos in tiles and
+    cut-outs need; see runtime.tiling). A backend is a context manager: leaving the block releases its resources.
     """
 
     name = "base"
@@ -25,6 +28,7 @@ class Backend:
     notes: tuple[str, ...] = ()
     max_in_flight = 1
     takes_statistics = False
+    metadata: Mapping[str, str] = MappingProxyType({})  # per instance where the backend reads its model's metadata
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

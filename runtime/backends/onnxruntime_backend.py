@@ -74,7 +74,7 @@ class OnnxRuntimeBackend(Backend):
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
-        meta = self.session.get_modelmeta().custom_metadata_map
+        meta = self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
         if "io" in meta:
             try:
                 self.contract = Contract.from_io_metadata(meta["io"])

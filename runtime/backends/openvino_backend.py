@@ -2,13 +2,19 @@
 Runtime at 720p–1080p on this project's CPU when compiled for the input's shape (benchmarks/NOTES.md).
 
 The model is compiled once per input shape (a few shapes are kept), in fp32: OpenVINO's CPU default on processors
-with bf16 units is bf16, which would not match the exported model.
+with bf16 units is bf16, which would not match the exported model (and on this project's CPU, which has AVX-512 BF16
+but no AMX, bf16 is 2.6× slower: docs/int8.md). An int8 model (`toolkit export --int8`) runs its convolutions in int8
+with fp32 instance norms.
+
+It takes instance-norm statistics from outside like ONNX Runtime (runtime.tiling's graphs, compiled here too), so
+large photos run in tiles and cut-outs are normalized by their opaque pixels.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,10 +32,46 @@ def _reason(exc: Exception) -> str:
     return (useful or lines or [type(exc).__name__])[0]
 
 
+class _Input:
+    def __init__(self, name: str):
+        self.name = name
+
+
+class OpenVinoSession:
+    """A graph derived from the model (runtime.tiling) compiled per input shapes, with the part of ONNX Runtime's
+    InferenceSession interface that runtime.tiling calls."""
+
+    def __init__(self, core, model_bytes: bytes, shapes_kept: int = 4, config: dict | None = None):
+        import openvino as ov
+
+        self.core, self.shapes_kept, self.config = core, shapes_kept, config or CONFIG
+        self.model = core.read_model(model_bytes, ov.Tensor(type=ov.Type.u8, shape=[0]))
+        self._compiled: OrderedDict[tuple, Any] = OrderedDict()
+
+    def get_inputs(self) -> list[_Input]:
+        return [_Input(port.get_any_name()) for port in self.model.inputs]
+
+    def run(self, output_names, feeds: dict[str, np.ndarray], run_options=None) -> list[np.ndarray]:
+        key = tuple((name, value.shape) for name, value in feeds.items())
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            model = self.model.clone()
+            model.reshape({name: list(value.shape) for name, value in feeds.items()})
+            compiled = self._compiled[key] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            while len(self._compiled) > self.shapes_kept:
+                self._compiled.popitem(last=False)
+        self._compiled.move_to_end(key)
+        compiled.infer(feeds)
+        return [compiled.get_output_tensor(i).data.copy() for i in range(len(self.model.outputs))]
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
+    takes_statistics = True  # runtime.tiling's graphs run as OpenVinoSession
 
-    def __init__(self, path: str | Path, device: str | None = None, shapes_kept: int = 4):
+    def __init__(
+        self, path: str | Path, device: str | None = None, shapes_kept: int = 4, inference_precision: str = "fp32"
+    ):
         try:
             import openvino as ov
         except ImportError:
@@ -37,7 +79,10 @@ class OpenVinoBackend(Backend):
         if device == "cuda":
             raise BackendUnavailable("this backend runs OpenVINO on the CPU")
         path = Path(path)
-        self.core, self.device, self.shapes_kept = ov.Core(), "cpu", shapes_kept
+        if inference_precision not in ("fp32", "bf16"):
+            raise ValueError(f"inference precision {inference_precision!r}: choose fp32 or bf16")
+        self.core, self.device, self.shapes_kept, self.path = ov.Core(), "cpu", shapes_kept, path
+        self.config = {**CONFIG, "INFERENCE_PRECISION_HINT": "bf16" if inference_precision == "bf16" else "f32"}
         try:
             self.model = self.core.read_model(str(path))
         except RuntimeError as exc:
@@ -45,6 +90,9 @@ class OpenVinoBackend(Backend):
         if len(self.model.inputs) != 1 or len(self.model.outputs) != 1:
             raise ValueError(f"{path}: expected one input and one output")
         refuse_nonfinite(path)
+        if self.model.has_rt_info("framework"):
+            framework = self.model.get_rt_info("framework").astype(dict)
+            self.metadata = {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in framework.items()}
         if self.model.has_rt_info(["framework", "io"]):
             try:
                 self.contract = Contract.from_io_metadata(self.model.get_rt_info(["framework", "io"]).astype(str))
@@ -67,12 +115,16 @@ class OpenVinoBackend(Backend):
         if request is None:
             model = self.model.clone()
             model.reshape({model.inputs[0].get_any_name(): list(shape)})
-            request = self.core.compile_model(model, "CPU", CONFIG).create_infer_request()
+            request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
             self._requests[shape] = request
             while len(self._requests) > self.shapes_kept:
                 self._requests.popitem(last=False)
         self._requests.move_to_end(shape)
         return request
+
+    def session_like(self, model_bytes: bytes) -> OpenVinoSession:
+        """A graph derived from this model (runtime.tiling), compiled as this model is."""
+        return OpenVinoSession(self.core, model_bytes, self.shapes_kept, self.config)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         request = self._request(tuple(batch.shape))

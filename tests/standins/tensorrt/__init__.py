@@ -159,6 +159,7 @@ def _strong_typing_errors(model) -> list[str]:
     types = {v.name: v.type.tensor_type.elem_type for v in (*inferred.graph.value_info, *inferred.graph.input,
                                                              *inferred.graph.output)}  # fmt: skip
     types.update({t.name: t.data_type for t in model.graph.initializer})
+    constants = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
     errors = []
     for node in model.graph.node:
         touching = [n for n in (*node.input, *node.output) if n]
@@ -170,6 +171,12 @@ def _strong_typing_errors(model) -> list[str]:
                 errors.append(f"{node.name}: InstanceNormalization needs input, scale and bias of one type")
             elif kinds.pop() not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16):
                 errors.append(f"{node.name}: InstanceNormalization takes FLOAT, HALF or BF16")
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):  # explicit quantization: symmetric INT8
+            zero = constants.get(node.input[2]) if len(node.input) > 2 else None
+            if zero is None or zero.dtype != np.int8 or np.any(zero != 0):
+                errors.append(f"{node.name}: INT8 quantization is symmetric: the zero point must be an int8 0")
+            if node.op_type == "DequantizeLinear" and types.get(node.input[0]) not in (onnx.TensorProto.INT8, None):
+                errors.append(f"{node.name}: DequantizeLinear takes INT8 here, not type {types.get(node.input[0])}")
     return errors
 
 

@@ -1,0 +1,94 @@
+"""Which file of a model to run: NAME.onnx (fp32), NAME.fp16.onnx, NAME.int8.onnx (`toolkit export --fp16/--int8`).
+
+`auto` runs the file it is given, except that on a CPU with int8 dot-product instructions (x86 VNNI or AMX, Arm
+dot product) an fp32 NAME.onnx with NAME.int8.onnx beside it runs as int8 on OpenVINO, where int8 is 2.6–3× faster
+than fp32 on this project's CPU (ONNX Runtime's int8 convolutions are not faster than its fp32 ones there, so
+without OpenVINO the fp32 file runs: docs/int8.md). A GPU keeps its engines.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+from runtime.errors import ModelError
+
+PRECISIONS = ("auto", "fp32", "fp16", "int8")
+VARIANTS = ("fp16", "int8")  # NAME.<variant>.onnx / .engine
+INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"}  # x86 VNNI/AMX, Arm dot product
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    match = re.search(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
+    return frozenset(match.group(1).split()) if match else frozenset()
+
+
+def cpu_has_int8_dot() -> bool:
+    return bool(cpu_flags() & INT8_DOT_FLAGS)
+
+
+def precision_of(path: Path) -> str:
+    """fp16/int8 for NAME.fp16.onnx / NAME.int8.onnx (and engines); fp32 otherwise."""
+    parts = path.name.split(".")
+    return parts[-2] if len(parts) >= 3 and parts[-2] in VARIANTS else "fp32"
+
+
+def variant(path: Path, precision: str) -> Path:
+    """The file of `path`'s model in `precision` (same folder, same suffix)."""
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    if precision_of(path) != "fp32":
+        stem = stem.rsplit(".", 1)[0]
+    middle = "" if precision == "fp32" else f".{precision}"
+    return path.with_name(f"{stem}{middle}{path.suffix}")
+
+
+def choose_file(path: Path, precision: str) -> Path:
+    """The file `--precision` asks for; `auto` keeps `path` (open_backend may still prefer the int8 file)."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"--precision {precision!r}: choose {', '.join(PRECISIONS)}")
+    if precision == "auto" or precision == precision_of(path):
+        return path
+    if path.suffix.lower() == ".safetensors":
+        raise ModelError(f"--precision {precision} needs an exported model; {path.name} is a training checkpoint "
+                         f"(toolkit export {path} -o DIR{' --int8 --calib PHOTOS' if precision == 'int8' else ''}"
+                         f"{' --fp16' if precision == 'fp16' else ''})")  # fmt: skip
+    wanted = variant(path, precision)
+    if not wanted.exists() and not wanted.with_suffix(".onnx").exists():
+        how = {"int8": " --int8 --calib PHOTOS", "fp16": " --fp16", "fp32": ""}[precision]
+        raise ModelError(f"--precision {precision}: {wanted.with_suffix('.onnx').name} does not exist beside "
+                         f"{path.name}; write it with toolkit export MODEL -o {path.parent}{how}")  # fmt: skip
+    return wanted if wanted.exists() else wanted.with_suffix(".onnx")
+
+
+def gpu_runs_onnx() -> bool:
+    """Whether ONNX Runtime here has its CUDA provider (onnxruntime-gpu): then fp32 runs on the GPU, not int8."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def prefer_int8(path: Path, device: str | None) -> Path | None:
+    """For `auto`: NAME.int8.onnx when it should run instead of the fp32 `path` on this machine, else None."""
+    if precision_of(path) != "fp32" or path.suffix.lower() not in (".onnx", ".engine") or device == "cuda":
+        return None
+    int8 = variant(path.with_suffix(".onnx"), "int8")
+    if not int8.exists() or not cpu_has_int8_dot() or not openvino_installed():
+        return None
+    if device is None and gpu_runs_onnx():
+        return None
+    return int8

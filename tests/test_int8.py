@@ -1,0 +1,187 @@
+"""INT8 models (issue 15): `toolkit export --int8 --calib DIR`, its checks, and which file the runtime runs."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+from typer.testing import CliRunner
+
+import export.int8
+import runtime.precision
+from export.checks import psnr
+from export.int8 import check_tensorrt_qdq
+from export.onnx_export import read_metadata
+from export.pipeline import export_model
+from runtime import Stylizer
+from runtime.errors import ModelError
+from tests.conftest import standins
+from tests.helpers import assert_one_line_error, photo_like, write_images
+from tests.test_export import trained_model
+from toolkit.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """(out folder, export result): a johnson generator exported with --int8, calibrated on 6 generated photos."""
+    root = tmp_path_factory.mktemp("int8")
+    path, _ = trained_model(root / "run", "johnson", "instance")
+    write_images(root / "calib", 6, size=(72, 96), suffix=".jpg")
+    result = export_model(path, root / "out", int8=True, calib=root / "calib")
+    return root / "out", result
+
+
+def producers(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {out: node for node in model.graph.node for out in node.output}
+
+
+def test_int8_export_quantizes_the_convolutions_and_leaves_every_instance_norm_fp32(exported):
+    out, result = exported
+    assert result.ok, [c for c in result.checks if not c.ok]
+    assert str(out / "run.int8.onnx") in result.files and str(out / "run.onnx") in result.files
+    names = {c.name for c in result.checks}
+    assert {"int8: TensorRT explicit-quantization rules", "int8: int8 vs fp32 PSNR",
+            "int8: instance norms compute in fp32"} <= names  # fmt: skip
+    model = onnx.load(str(out / "run.int8.onnx"))
+    made_by = producers(model)
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    norms = [n for n in model.graph.node if n.op_type == "InstanceNormalization"]
+    assert len(norms) == 15
+    for norm in norms:  # measured on the convolution's fp32 output, never on a dequantized int8 tensor
+        assert made_by[norm.input[0]].op_type == "Conv"
+        assert all(constants[name].dtype == np.float32 for name in norm.input[1:])
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    record = json.loads(read_metadata(model)["int8"])
+    quantized = [c for c in convs if c.input[1] in made_by and made_by[c.input[1]].op_type == "DequantizeLinear"]
+    assert len(quantized) == record["quantized_convolutions"] >= len(convs) // 2
+    assert [c.name for c in convs[: len(convs) - len(quantized)]] == record["fp32_convolutions"]  # from the input end
+    assert record["worst_psnr_db"] >= export.int8.INT8_MIN_PSNR and record["calibration_photos"] == 6
+    assert read_metadata(model)["precision"] == "int8" and read_metadata(model)["arch"] == "johnson"
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_the_int8_file_runs_close_to_the_fp32_one_whole_in_tiles_and_as_a_cut_out(exported, backend):
+    out, _ = exported
+    image = photo_like((150, 170), seed=5)
+    alpha = np.zeros(image.shape[:2], np.uint8)
+    alpha[30:120, 40:140] = 255
+    with Stylizer.load(out / "run.onnx", backend="onnxruntime", precision="fp32", tile=64) as fp32:
+        expected = fp32.stylize_arrays([image])[0]
+        expected_cut = fp32.stylize_arrays([image], alphas=[alpha])[0]
+    with Stylizer.load(out / "run.onnx", backend=backend, precision="int8", tile=64) as int8:
+        assert int8.backend.inner.path.name == "run.int8.onnx"  # tiled: statistics from outside on both backends
+        got = int8.stylize_arrays([image])[0]
+        got_cut = int8.stylize_arrays([image], alphas=[alpha])[0]
+    assert psnr(got, expected) > 28
+    assert psnr(got_cut, expected_cut) > 28
+    assert psnr(got_cut, got) < psnr(got_cut, expected_cut) - 3  # the cut-out was normalized by its subject
+
+
+def test_auto_runs_the_int8_file_on_openvino_only_where_the_cpu_has_int8_dot_products(exported, monkeypatch):
+    out, _ = exported
+    monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx512f", "avx512_vnni"}))
+    with Stylizer.load(out / "run.onnx") as stylizer:
+        assert stylizer.backend_name == "openvino" and stylizer.backend.inner.path.name == "run.int8.onnx"
+        assert any("run.int8.onnx" in note and "--precision fp32" in note for note in stylizer.fresh_notes())
+    with Stylizer.load(out / "run.onnx", precision="fp32") as stylizer:
+        assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
+    monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    with Stylizer.load(out / "run.onnx") as stylizer:
+        assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
+    monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    monkeypatch.setattr(runtime.precision, "openvino_installed", lambda: False)
+    with Stylizer.load(out / "run.onnx") as stylizer:  # ONNX Runtime's int8 is not faster than its fp32
+        assert stylizer.backend.inner.path.name == "run.onnx"
+
+
+def test_asking_for_a_precision_whose_file_is_missing_names_the_export_that_writes_it(exported, tmp_path):
+    out, _ = exported
+    with pytest.raises(ModelError, match=r"run.fp16.onnx does not exist .* toolkit export MODEL -o .* --fp16"):
+        Stylizer.load(out / "run.onnx", precision="fp16")
+    with pytest.raises(ModelError, match="choose auto, fp32, fp16, int8"):
+        Stylizer.load(out / "run.onnx", precision="int4")
+    result = runner.invoke(app, ["run", str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(out / "run.onnx"),
+                                 "--precision", "fp16"])  # fmt: skip
+    assert result.exit_code != 0
+    assert_one_line_error(result, "--fp16")
+
+
+def test_a_bundled_styles_int8_file_is_not_listed_as_a_style(tmp_path, monkeypatch):
+    import runtime.bundled
+
+    (tmp_path / "mosaic.onnx").write_bytes(b"")
+    (tmp_path / "mosaic.int8.onnx").write_bytes(b"")
+    monkeypatch.setattr(runtime.bundled, "styles_folder", lambda: tmp_path)
+    assert [s.name for s in runtime.bundled.bundled_styles()] == ["mosaic"]
+
+
+def test_a_failed_int8_check_writes_no_file_and_exits_1(tmp_path, monkeypatch):
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    write_images(tmp_path / "calib", 3, size=(64, 80))
+    monkeypatch.setattr(export.int8, "INT8_MIN_PSNR", 200.0)  # no int8 model can meet it
+    result = runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "out"), "--int8", "--calib",
+                                 str(tmp_path / "calib"), "--no-engine"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "FAIL  int8: int8 vs fp32 PSNR" in result.stderr and "no file was written" in result.stderr
+    assert not list((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
+
+
+def test_int8_options_are_checked_before_the_model_is_loaded(tmp_path):
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a photo")
+    cases = [
+        (["--int8"], "--int8 needs --calib DIR"),
+        (["--calib", str(tmp_path / "empty")], "--calib is for --int8"),
+        (["--int8", "--calib", str(tmp_path / "missing")], "not a folder"),
+        (["--int8", "--calib", str(tmp_path / "empty")], "no readable photo"),
+    ]
+    for flags, message in cases:
+        result = runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "out"), *flags])
+        assert result.exit_code != 0, flags
+        assert_one_line_error(result, message)
+
+
+def test_the_tensorrt_rules_refuse_what_tensorrt_refuses(exported):
+    out, _ = exported
+    model = onnx.load(str(out / "run.int8.onnx"))
+    assert check_tensorrt_qdq(model).ok
+    for breaking in ("uint8 zero point", "weight axis 1", "int32 bias"):
+        broken = onnx.ModelProto.FromString(model.SerializeToString())
+        constants = {t.name: t for t in broken.graph.initializer}
+        dq = next(n for n in broken.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in constants
+                  and numpy_helper.to_array(constants[n.input[1]]).size > 1)  # fmt: skip
+        if breaking == "uint8 zero point":
+            zero = constants[dq.input[2]]
+            zero.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(zero).astype(np.uint8) + 128, zero.name))
+        elif breaking == "weight axis 1":
+            next(a for a in dq.attribute if a.name == "axis").i = 1
+        else:
+            weight = constants[dq.input[0]]
+            weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight).astype(np.int32), weight.name))
+            zero = constants[dq.input[2]]
+            zero.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(zero).astype(np.int32), zero.name))
+        assert not check_tensorrt_qdq(broken).ok, breaking
+
+
+def test_the_int8_file_builds_a_checked_tensorrt_engine_on_the_standin(tmp_path):
+    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    write_images(tmp_path / "calib", 4, size=(64, 80))
+    with standins():
+        result = export_model(path, tmp_path / "out", int8=True, calib=tmp_path / "calib", engine=True,
+                              min_shape="1x32x32", opt_shape="1x64x64", max_shape="2x96x128")  # fmt: skip
+        assert result.ok, [c for c in result.checks if not c.ok]
+        assert (tmp_path / "out" / "run.int8.engine").exists()
+        assert any(c.name.startswith("int8 engine:") and c.ok for c in result.checks)
+        broken = onnx.load(str(tmp_path / "out" / "run.int8.onnx"))  # the stand-in's parser refuses uint8 Q/DQ
+        zero = next(t for t in broken.graph.initializer if t.name.endswith("zero_point"))
+        zero.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(zero).astype(np.uint8), zero.name))
+        onnx.save(broken, str(tmp_path / "broken.int8.onnx"))
+        import tensorrt as trt
+
+        parser = trt.OnnxParser(trt.Builder(trt.Logger()).create_network(0), trt.Logger())
+        assert not parser.parse_from_file(str(tmp_path / "broken.int8.onnx"))
+        assert any("zero point" in str(parser.get_error(i)) for i in range(parser.num_errors))
