@@ -22,6 +22,7 @@ class JobSettings:
     preserve_color: bool = False
     tile: str = "auto"
     precision: str = "auto"  # runtime.precision
+    temporal: str = "auto"  # video: instance-norm statistics carried across frames (runtime.temporal); or "off"
     batch_size: int = 4
     max_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -39,6 +40,8 @@ class JobSettings:
             raise JobError("--server runs the server's model: drop --model, --backend and --device")
         if self.ray and self.ray_actors < 1:
             raise JobError("--ray-actors must be at least 1")
+        if self.temporal not in ("auto", "off"):
+            raise JobError(f"--temporal must be auto or off, not {self.temporal!r}")
 
 
 class Job:
@@ -103,7 +106,8 @@ class Job:
         if self.videos:
             assert self.stylizer is not None  # --ray refuses videos
             outcomes += run_videos(self.videos, self.stylizer, overwrite=s.overwrite, batch_size=s.batch_size,
-                                   max_size=s.max_size, report=on_video, on_frames=on_frames)  # fmt: skip
+                                   max_size=s.max_size, report=on_video, on_frames=on_frames,
+                                   temporal=s.temporal != "off")  # fmt: skip
         return outcomes
 
     def close(self) -> None:

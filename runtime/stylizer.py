@@ -9,6 +9,7 @@ Not thread-safe: GPU backends hold one stream and one set of buffers. Use one St
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -333,9 +334,36 @@ class Stylizer:
             return Image.fromarray(np.dstack([rgb, photo.alpha]), "RGBA")
         return Image.fromarray(rgb, "RGB")
 
-    def stream(self, frames: Iterable[np.ndarray], batch_size: int = 1) -> Iterator[np.ndarray]:
-        """Stylize an iterator of equally sized frames, in order. A thread reads and prepares the next batch while
-        the current one runs."""
+    @contextlib.contextmanager
+    def temporal(self, on: bool = True, keep: float | None = None, blend: float | None = -1.0):
+        """Within the block the images given to this Stylizer are the frames of one video, in order: instance norm's
+        statistics are carried from frame to frame (runtime.temporal; reset at scene cuts), so the picture does
+        not flicker as objects move, and the previous stylized frame is blended in along the optical flow where the
+        scene is the same (`blend`: its share, default runtime.temporal.DEFAULT_BLEND; None: no blending). Where the
+        backend cannot take statistics from outside, or `on` is False, the frames get their own statistics (a note
+        says which)."""
+        from runtime.temporal import DEFAULT_BLEND, DEFAULT_KEEP, TemporalBackend, TemporalUnavailable
+
+        original = self.backend
+        if on:
+            try:
+                share = DEFAULT_BLEND if blend == -1.0 else blend
+                self.backend = TemporalBackend(original, DEFAULT_KEEP if keep is None else keep, blend=share)
+            except TemporalUnavailable as exc:
+                note = f"frames get their own instance-norm statistics: {exc}"
+                if note not in self.notes:
+                    self.notes.append(note)
+        try:
+            yield self
+        finally:
+            if self.backend is not original:
+                self.backend.close()
+                self.backend = original
+
+    def stream(self, frames: Iterable[np.ndarray], batch_size: int = 1, temporal: bool = True) -> Iterator[np.ndarray]:
+        """Stylize an iterator of equally sized frames, in order, with instance-norm statistics carried across frames
+        unless `temporal` is False (see `temporal`). A thread reads and prepares the next batch while the current
+        one runs."""
         self._check_open()
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a whole number of at least 1, not {batch_size!r}")
@@ -370,10 +398,11 @@ class Stylizer:
         self._producer = threading.Thread(target=produce, daemon=True)
         self._producer.start()
         try:
-            while (item := ready.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
-                yield from self.stylize_arrays(item, batch_size=len(item))
+            with self.temporal(temporal):
+                while (item := ready.get()) is not done:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield from self.stylize_arrays(item, batch_size=len(item))
         finally:
             stop.set()  # a consumer that stops early releases the producer (and the frame source)
 

@@ -39,9 +39,10 @@ def _output_size(width: int, height: int, max_size: int | None) -> tuple[int, in
 
 def stylize_video(
     source: Path, target: Path, stylizer: Stylizer, batch_size: int = 4, max_size: int | None = None,
-    on_frames=lambda count, total: None,
+    on_frames=lambda count, total: None, temporal: bool = True,
 ) -> int:  # fmt: skip
-    """Write the stylized `source` to `target`; returns the number of frames written."""
+    """Write the stylized `source` to `target`; returns the number of frames written. `temporal`: instance-norm
+    statistics carried across frames (Stylizer.temporal), so the picture does not flicker."""
     try:
         import av
     except ImportError:
@@ -52,7 +53,7 @@ def stylize_video(
         raise VideoError(f"{source}: cannot open video ({exc})") from None
     written = 0
     try:
-        with atomic_path(target) as tmp, source_container:
+        with atomic_path(target) as tmp, source_container, stylizer.temporal(temporal):
             if not source_container.streams.video:
                 raise VideoError(f"{source}: no video stream")
             video_in = source_container.streams.video[0]
@@ -142,6 +143,7 @@ def run_videos(
     max_size,
     report,
     on_frames: Callable[[Task, int, int | None], None] = lambda task, count, total: None,
+    temporal: bool = True,
 ) -> list[Outcome]:
     """Each video task in turn; `on_frames(task, frames done, frames in all or None)` as frames are written (the
     caller shows progress), `report(outcome)` when a video is done, skipped or failed."""
@@ -155,7 +157,7 @@ def run_videos(
             try:
                 frames = stylize_video(
                     Path(task.source), target, stylizer, batch_size, max_size,
-                    lambda count, total, task=task: on_frames(task, count, total),
+                    lambda count, total, task=task: on_frames(task, count, total), temporal,
                 )  # fmt: skip
                 outcome = Outcome(
                     task.source, task.target, "done", seconds=time.perf_counter() - started, frames=frames

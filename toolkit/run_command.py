@@ -45,6 +45,9 @@ def run(
     tile: str = typer.Option(
         "auto", "--tile", help="auto: photos above 4 Mpx in 768-px tiles (ONNX Runtime/OpenVINO); N: N-px tiles; off."
     ),
+    temporal: str = typer.Option(
+        "auto", "--temporal", help="Video: auto carries instance-norm statistics across frames (no flicker); off."
+    ),
     precision: str = typer.Option(
         "auto",
         "--precision",
@@ -59,7 +62,7 @@ def run(
     with user_errors():
         settings = JobSettings(
             model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
-            precision=precision, batch_size=batch_size, max_size=max_size,
+            precision=precision, temporal=temporal, batch_size=batch_size, max_size=max_size,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
             overwrite=overwrite, server=server, model_name=model_name, ray=ray, ray_actors=ray_actors,
         )  # fmt: skip

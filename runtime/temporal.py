@@ -1,0 +1,159 @@
+"""Video that does not flicker: instance-norm statistics carried across frames, and the previous stylized frame
+blended in along the optical flow.
+
+Instance norm gives every frame its own per-layer mean and variance; as objects move, those statistics move, and the
+whole frame's colours and texture strength shift with them. Here each frame runs a graph derived from the model
+(runtime.tiling.tile_graph with `temporal=True`) in which every instance norm uses
+`keep · carried + (1 − keep) · own` statistics and hands those on to the next frame: an exponential moving average
+whose time constant is about 1 / (1 − keep) frames. It costs one pass per frame, like the plain model. At the first
+frame, after a scene cut (the frames' thumbnails differ by more than `cut` on average) or a size change, `keep` is 0
+and the frame gets exactly its own statistics, as the plain model gives.
+
+Measured on the shared clip (docs/video.md), carrying the statistics alone hardly changes the flicker: the generator
+turns small input changes (noise, compression, sub-pixel motion) into large texture changes, whatever the
+statistics. What halves it is FlowBlend, which keeps what the previous frame drew where the scene is the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from runtime.backends.base import Backend
+
+DEFAULT_KEEP = 0.9
+DEFAULT_CUT = 20.0  # mean absolute difference of 32×18 grey thumbnails, 0–255, above which a frame starts a scene
+DEFAULT_BLEND = 0.8  # share of the previous stylized frame (moved along the flow) where the input matches it
+DEFAULT_TOLERANCE = 12.0  # input difference (0–255, blurred grey) at which the blend falls to 0: new content
+
+
+class TemporalUnavailable(Exception):
+    """The model or backend cannot carry statistics; the message says why."""
+
+
+def thumbnail(frame: np.ndarray) -> np.ndarray:
+    """A 32×18 grey thumbnail (float) for scene-cut detection, from an H×W×3 uint8 frame."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame).convert("L").resize((32, 18), Image.Resampling.BOX), np.float32)
+
+
+class FlowBlend:
+    """The previous stylized frame, moved along the optical flow of the input (DIS, OpenCV), blended into the new
+    one where the moved previous *input* matches the new input: out = S + b·m·(warp(out_prev) − S), with m falling
+    from 1 to 0 as the blurred input difference goes from 0 to `tolerance` (occlusions, new content, lighting
+    changes get the new frame alone). The generator turns small input changes (noise, compression, sub-pixel
+    motion) into large texture changes; this keeps what the previous frame drew where the scene is the same."""
+
+    def __init__(self, share: float = DEFAULT_BLEND, tolerance: float = DEFAULT_TOLERANCE):
+        try:
+            import cv2
+        except ImportError:
+            raise TemporalUnavailable(
+                "blending along the flow needs OpenCV (pip install opencv-python-headless)"
+            ) from None
+        self.cv2, self.share, self.tolerance = cv2, share, tolerance
+        self.flow = cv2.DISOpticalFlow.create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous: tuple[np.ndarray, np.ndarray] | None = None  # grey input, stylized output
+
+    def __call__(self, frame: np.ndarray, styled: np.ndarray) -> np.ndarray:
+        cv2 = self.cv2
+        grey = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        out = styled
+        if self.previous is not None and self.previous[0].shape == grey.shape:
+            grey0, out0 = self.previous
+            back = self.flow.calc(
+                grey, grey0, np.zeros((*grey.shape, 2), np.float32)
+            )  # this frame's pixel x was at x + back(x) before
+            h, w = grey.shape
+            xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            map_x, map_y = xs + back[..., 0], ys + back[..., 1]
+            moved = cv2.remap(out0, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            moved_in = cv2.remap(grey0, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            mismatch = cv2.GaussianBlur(np.abs(moved_in.astype(np.float32) - grey), (5, 5), 0)
+            weight = (self.share * np.clip(1.0 - mismatch / self.tolerance, 0.0, 1.0))[..., None]
+            out = np.clip(np.rint(styled + weight * (moved.astype(np.float32) - styled)), 0, 255).astype(np.uint8)
+        self.previous = (grey, out)
+        return out
+
+
+class TemporalBackend(Backend):
+    """Wraps a backend that takes statistics (runtime.tiling's TiledBackend over ONNX Runtime or OpenVINO): frames
+    run one at a time, in order, with statistics carried from the frames before. Frames above the tiled backend's
+    tile threshold run as it runs them (tiles, own statistics), with a note."""
+
+    def __init__(
+        self, tiled, keep: float = DEFAULT_KEEP, cut: float = DEFAULT_CUT, blend: float | None = DEFAULT_BLEND
+    ):
+        import onnx
+
+        from runtime.tiling import STATS, TilingUnavailable, stats_layout, tile_graph
+
+        if not 0.0 <= keep < 1.0:
+            raise ValueError(f"keep must be in [0, 1), not {keep}")
+        inner = getattr(tiled, "inner", None)
+        if inner is None or not hasattr(inner, "session_like"):
+            raise TemporalUnavailable(f"{tiled.name} cannot run a model with statistics supplied from outside")
+        try:
+            data = Path(inner.path).read_bytes()
+            graph = tile_graph(data, temporal=True)
+            self.width = 2 * sum(stats_layout(onnx.load_from_string(data)))
+        except TilingUnavailable as exc:
+            raise TemporalUnavailable(str(exc)) from None
+        self.tiled, self.keep, self.cut = tiled, keep, cut
+        self.blend: FlowBlend | None = None
+        self.blend_note: str | None = None
+        if blend:
+            try:
+                self.blend = FlowBlend(blend)
+            except TemporalUnavailable as exc:
+                self.blend_note = f"statistics carried across frames, no blending along the flow: {exc}"
+        self.name, self.contract, self.device = tiled.name, tiled.contract, tiled.device
+        self.session = inner.session_like(graph)
+        self.input_name, self.stats_name = self.session.get_inputs()[0].name, STATS
+        self.reset()
+
+    @property
+    def notes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*self.tiled.notes, *([self.blend_note] if self.blend_note else []))
+
+    def reset(self) -> None:
+        """Forget the carried statistics: the next frame starts a scene."""
+        self.state: np.ndarray | None = None
+        self.previous: np.ndarray | None = None
+        self.shape: tuple | None = None
+        self.cuts = 0
+        if self.blend is not None:
+            self.blend.reset()
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        from runtime.tiling import KEEP
+
+        if batch.shape[1] * batch.shape[2] > self.tiled.tile_above:
+            self.reset()
+            return self.tiled.run(batch)
+        outputs = []
+        for frame in batch:
+            small = thumbnail(frame)
+            new_scene = self.state is None or self.shape != frame.shape
+            if not new_scene and float(np.abs(small - self.previous).mean()) > self.cut:
+                new_scene = True
+                self.cuts += 1
+            keep = 0.0 if new_scene else self.keep
+            state = np.zeros((1, self.width), np.float32) if self.state is None or new_scene else self.state
+            feeds = {self.input_name: frame[None], self.stats_name: state, KEEP: np.full((1, 1), keep, np.float32)}
+            out, self.state = self.session.run(None, feeds)
+            self.previous, self.shape = small, frame.shape
+            if self.blend is not None:
+                if new_scene:
+                    self.blend.reset()
+                out = self.blend(frame, out[0])[None]
+            outputs.append(out[0])
+        return np.stack(outputs)
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,131 @@
+"""Video without flicker (issue 16): instance-norm statistics carried across frames, and the flicker measure."""
+
+import itertools
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from runtime import Stylizer
+from runtime.temporal import TemporalBackend
+from runtime.tiling import KEEP, NEXT_STATS, STATS, stats_layout, tile_graph
+from tests.helpers import photo_like
+from tests.test_export import trained_model
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    from export.pipeline import export_model
+
+    root = tmp_path_factory.mktemp("temporal")
+    path, _ = trained_model(root / "run", "johnson", "instance")
+    export_model(path, root / "out", check=False, engine=False)
+    return root / "out" / "run.onnx"
+
+
+def moving_square(frames: int, h: int = 160, w: int = 240) -> list[np.ndarray]:
+    """A still photo-like background with a bright square sliding along its top: the frame's statistics move, and
+    rows 100 and below are further from the square than the generator's 56-px receptive field."""
+    background = photo_like((h, w), seed=3)
+    video = []
+    for t in range(frames):
+        frame = background.copy()
+        x = 4 + 8 * t
+        frame[8:40, x : x + 32] = 250
+        video.append(frame)
+    return video
+
+
+def test_the_temporal_graph_is_the_model_when_nothing_is_kept_and_hands_on_its_statistics(model):
+    data = model.read_bytes()
+    graph = tile_graph(data, temporal=True)
+    onnx.checker.check_model(onnx.load_from_string(graph))
+    width = 2 * sum(stats_layout(onnx.load_from_string(data)))
+    temporal = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    plain = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    a, b = photo_like((64, 80), 1)[None], photo_like((64, 80), 2)[None]
+    zeros, keep0, keep1 = np.zeros((1, width), np.float32), np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32)
+    out, stats_a = temporal.run(None, {"image": a, STATS: zeros, KEEP: keep0})
+    assert np.abs(out.astype(int) - plain.run(None, {"image": a})[0]).max() <= 1
+    assert stats_a.shape == (1, width) and [o.name for o in temporal.get_outputs()][1] == NEXT_STATS
+    # keep 1: frame b runs with frame a's statistics, which is not what b alone gives
+    out_b_with_a, carried = temporal.run(None, {"image": b, STATS: stats_a, KEEP: keep1})
+    assert np.allclose(carried, stats_a)
+    assert np.abs(out_b_with_a.astype(int) - plain.run(None, {"image": b})[0]).mean() > 1
+
+
+def test_carried_statistics_steady_the_still_background_while_a_bright_object_moves(model):
+    video = moving_square(8)
+    still = np.zeros(video[0].shape[:2], bool)
+    still[100:, :] = True  # out of the square's reach: changes there come from the statistics alone
+    with Stylizer.load(model, backend="onnxruntime") as stylizer:
+        plain = [stylizer.stylize_arrays([f])[0] for f in video]
+        with stylizer.temporal(keep=0.9):
+            assert isinstance(stylizer.backend, TemporalBackend)
+            steady = [stylizer.stylize_arrays([f])[0] for f in video]
+        assert not isinstance(stylizer.backend, TemporalBackend)  # restored after the block
+
+    def jitter(outputs):
+        return np.mean([np.abs(b.astype(float) - a)[still].mean() for a, b in itertools.pairwise(outputs)])
+
+    # the first frame gets its own statistics: the plain model's output up to rounding (the instance norm is
+    # computed from its parts here, fused in the plain graph)
+    assert np.abs(steady[0].astype(int) - plain[0]).max() <= 1
+    assert jitter(steady) < 0.5 * jitter(plain)
+
+
+def test_a_scene_cut_resets_the_statistics(model):
+    first = moving_square(3)
+    second = [photo_like((160, 240), seed=40 + i) // 3 for i in range(2)]  # another scene, darker
+    with Stylizer.load(model, backend="onnxruntime") as stylizer:
+        alone = stylizer.stylize_arrays([second[0]])[0]
+        with stylizer.temporal(keep=0.9):
+            outputs = [stylizer.stylize_arrays([f])[0] for f in [*first, *second]]
+            assert stylizer.backend.cuts == 1
+    assert np.abs(outputs[3].astype(int) - alone).max() <= 1
+
+
+def test_video_carries_statistics_by_default_and_not_with_temporal_off(model, tmp_path):
+    av = pytest.importorskip("av")
+    source = tmp_path / "clip.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 240, 160, "yuv444p"
+        stream.options = {"qp": "0"}
+        for frame in moving_square(8):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    from runtime.video import stylize_video
+
+    def frames(path):
+        with av.open(str(path)) as container:
+            return [f.to_ndarray(format="rgb24").astype(float) for f in container.decode(video=0)]
+
+    with Stylizer.load(model, backend="onnxruntime") as stylizer:
+        assert stylize_video(source, tmp_path / "steady.mp4", stylizer, batch_size=4) == 8
+        assert stylize_video(source, tmp_path / "plain.mp4", stylizer, batch_size=4, temporal=False) == 8
+    steady, plain = frames(tmp_path / "steady.mp4"), frames(tmp_path / "plain.mp4")
+    bottom = (slice(100, None), slice(None))
+    assert np.mean([np.abs(b - a)[bottom].mean() for a, b in itertools.pairwise(steady)]) < 0.7 * np.mean(
+        [np.abs(b - a)[bottom].mean() for a, b in itertools.pairwise(plain)]
+    )
+
+
+def test_the_flicker_meter_scores_motion_followed_as_steady_and_noise_as_flicker():
+    pytest.importorskip("cv2")
+    from runtime.flicker import FlickerMeter
+
+    rng = np.random.default_rng(0)
+    base = photo_like((80, 120), seed=9)
+    frames = [np.roll(base, 2 * t, axis=1) for t in range(5)]  # the camera pans
+    followed, noisy = FlickerMeter(), FlickerMeter()
+    for frame in frames:
+        styled = 255 - frame  # a "stylization" that follows the motion exactly
+        followed.add(frame, styled)
+        noisy.add(frame, np.clip(styled + rng.normal(0, 20, styled.shape), 0, 255).astype(np.uint8))
+    steady, flicker = followed.result(), noisy.result()
+    assert steady["pairs"] == 4 and steady["scene_cuts"] == 0
+    assert steady["warping_error"] < 3 and flicker["warping_error"] > 10
