@@ -48,6 +48,16 @@ def run(
     temporal: str = typer.Option(
         "auto", "--temporal", help="Video: auto carries instance-norm statistics across frames (no flicker); off."
     ),
+    input_format: str = typer.Option(
+        None, "--input-format", help="Streams: the container on a pipe (- with mpegts, …) or a device (v4l2)."
+    ),
+    output_format: str = typer.Option(None, "--output-format", help="Streams: the container to write (mpegts, flv)."),
+    drop: bool = typer.Option(
+        None,
+        "--drop/--no-drop",
+        help="Streams: drop frames the model cannot keep up with (default: for URLs and devices, not for pipes).",
+    ),
+    max_frames: int = typer.Option(None, "--max-frames", help="Streams: stop after this many frames."),
     precision: str = typer.Option(
         "auto",
         "--precision",
@@ -55,10 +65,22 @@ def run(
     ),
 ) -> None:
     """Stylize images and videos. Existing outputs are skipped, so an interrupted job resumes when run again."""
+    from runtime.errors import JobError
     from runtime.images import DEFAULT_MAX_PIXELS
     from runtime.job import Job, JobSettings
     from runtime.jobs import check_output, plan
+    from runtime.live import is_stream
 
+    if len(inputs) == 1 and (is_stream(inputs[0]) or (inputs[0] == "-" and input_format)):
+        with user_errors():
+            settings = JobSettings(
+                model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color,
+                tile=tile, precision=precision, temporal=temporal, max_size=max_size,
+            )  # fmt: skip
+            if server or ray:
+                raise JobError("a live stream runs here: drop --server and --ray")
+        _run_stream(inputs[0], out, settings, input_format, output_format, drop, max_frames, json_output, quiet)
+        return
     with user_errors():
         settings = JobSettings(
             model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
@@ -122,3 +144,39 @@ def run(
         )
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+def _run_stream(source: str, out: str, settings, input_format: str | None, output_format: str | None,
+                drop: bool | None, max_frames: int | None, json_output: bool, quiet: bool) -> None:  # fmt: skip
+    """`toolkit run URL|DEVICE|- -o FILE|URL|-`: a live stream, frame by frame (runtime.live)."""
+    from runtime.live import run_stream
+    from runtime.stylizer import Stylizer
+
+    s = settings
+    to_stdout = out == "-"
+
+    def show(report) -> None:
+        if not quiet and not to_stdout and report.frames_out % 25 == 0:
+            stderr.print(f"  {report.frames_out} frames, {report.dropped} dropped", markup=False)
+
+    with user_errors():
+        stylizer = Stylizer.load(s.model, s.backend, s.device, s.strength, s.preserve_color, s.tile, s.precision)
+        with stylizer:
+            for note in stylizer.fresh_notes():
+                stderr.print(f"note: {note}", markup=False)
+            report = run_stream(source, out, stylizer, input_format=input_format, output_format=output_format,
+                                drop=drop, max_size=s.max_size, temporal=s.temporal != "off", max_frames=max_frames,
+                                on_frame=show)  # fmt: skip
+            for note in stylizer.fresh_notes():
+                stderr.print(f"note: {note}", markup=False)
+    summary = report.summary()
+    if report.ended_by:
+        stderr.print(f"note: {report.ended_by}", markup=False)
+    if json_output and not to_stdout:
+        typer.echo(json.dumps({"summary": True, **summary}))
+    else:
+        stderr.print(f"done: {summary['frames_out']} frames written, {summary['dropped']} dropped of "
+                     f"{summary['frames_in']} read, {summary['frames_per_s']} frames/s, latency "
+                     f"{summary['latency_ms_median']} ms median", markup=False)  # fmt: skip
+    if report.interrupted:
+        raise typer.Exit(130)
