@@ -357,6 +357,7 @@ class Stylizer:
             yield self
         finally:
             if self.backend is not original:
+                self.notes += [n for n in self.backend.notes if n not in self.notes]  # reported after the block
                 self.backend.close()
                 self.backend = original
 

@@ -107,6 +107,7 @@ class TemporalBackend(Backend):
         self.tiled, self.keep, self.cut = tiled, keep, cut
         self.blend: FlowBlend | None = None
         self.blend_note: str | None = None
+        self.big_note: str | None = None
         if blend:
             try:
                 self.blend = FlowBlend(blend)
@@ -119,7 +120,7 @@ class TemporalBackend(Backend):
 
     @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (*self.tiled.notes, *([self.blend_note] if self.blend_note else []))
+        return (*self.tiled.notes, *(n for n in (self.blend_note, self.big_note) if n))
 
     def reset(self) -> None:
         """Forget the carried statistics: the next frame starts a scene."""
@@ -135,6 +136,8 @@ class TemporalBackend(Backend):
 
         if batch.shape[1] * batch.shape[2] > self.tiled.tile_above:
             self.reset()
+            self.big_note = (f"frames above {self.tiled.tile_above / 1e6:g} Mpx run in tiles, each with its own "
+                             "statistics and without the flow blend (not steadied)")  # fmt: skip
             return self.tiled.run(batch)
         outputs = []
         for frame in batch:

@@ -38,7 +38,7 @@ def test_bundled_styles_are_listed_picked_by_name_and_the_default_is_used(bundle
         "wave: after wave.jpg (the wave painting); 123 training steps on test CPU",
     ]
     assert "/" not in result.stdout  # no path the user does not have
-    assert Stylizer.load().backend.session is not None
+    assert Stylizer.load().backend.inner.path.name == "mosaic.onnx"  # the default style
     assert Stylizer.load("wave")(photo_like((9, 13), 1)).shape == (9, 13, 3)
     with pytest.raises(ModelError, match="no bundled style 'candy'; bundled styles: mosaic, wave"):
         Stylizer.load("candy")
