@@ -23,6 +23,7 @@ class JobSettings:
     tile: str = "auto"
     precision: str = "auto"  # runtime.precision
     temporal: str = "auto"  # video: instance-norm statistics carried across frames (runtime.temporal); or "off"
+    flicker: bool = False  # measure each video's flicker (runtime.flicker) into its outcome
     batch_size: int = 4
     max_size: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
@@ -107,7 +108,7 @@ class Job:
             assert self.stylizer is not None  # --ray refuses videos
             outcomes += run_videos(self.videos, self.stylizer, overwrite=s.overwrite, batch_size=s.batch_size,
                                    max_size=s.max_size, report=on_video, on_frames=on_frames,
-                                   temporal=s.temporal != "off")  # fmt: skip
+                                   temporal=s.temporal != "off", measure_flicker=s.flicker)  # fmt: skip
         return outcomes
 
     def close(self) -> None:

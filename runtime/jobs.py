@@ -55,6 +55,7 @@ class Outcome:
     reason: str = ""  # why it failed or was skipped; for "done", a note the user should read
     seconds: float = 0.0
     frames: int | None = None
+    flicker: dict | None = None  # a video's flicker (runtime.flicker), when asked for
 
 
 MAX_STDIN_BYTES = 512 * 1024 * 1024

@@ -46,7 +46,8 @@ class StreamReport:
     frames_out: int = 0  # stylized and written
     dropped: int = 0  # decoded but skipped because the model was busy
     seconds: float = 0.0
-    latency_ms: list[float] = field(default_factory=list, repr=False)  # decode → written, per frame written
+    # from a frame's arrival in the mailbox (decoded, and for a pipe, the model ready for it) to its being written
+    latency_ms: list[float] = field(default_factory=list, repr=False)
     interrupted: bool = False  # stopped by Ctrl-C (the output is still finished)
     ended_by: str | None = None  # the source's error that ended a stream after frames had come (a live source's end)
 
@@ -104,7 +105,8 @@ class _Latest:
     taken (counted as dropped) when `drop`, else waiting for the slot to empty."""
 
     def __init__(self, drop: bool):
-        self.drop, self.item, self.dropped, self.closed, self.ended = drop, None, 0, False, False
+        self.drop, self.dropped, self.closed, self.ended = drop, 0, False, False
+        self.item: tuple[Any, float] | None = None  # (frame, when it became available)
         self.cond = threading.Condition()
 
     def put(self, item) -> bool:
@@ -116,7 +118,7 @@ class _Latest:
                 return False
             if self.item is not None:
                 self.dropped += 1
-            self.item = item
+            self.item = (item, time.perf_counter())  # latency counts from here: the frame is available
             self.cond.notify_all()
             return True
 
@@ -188,7 +190,7 @@ def _pump(source, target, path, stylizer, report, input_format, output_format, d
         try:
             for frame in container.decode(video_in):
                 report.frames_in += 1
-                if not mailbox.put((frame, time.perf_counter())):
+                if not mailbox.put(frame):
                     return
         except BaseException as exc:  # handed to the writer, which raises it
             failure.append(exc)

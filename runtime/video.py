@@ -39,10 +39,11 @@ def _output_size(width: int, height: int, max_size: int | None) -> tuple[int, in
 
 def stylize_video(
     source: Path, target: Path, stylizer: Stylizer, batch_size: int = 4, max_size: int | None = None,
-    on_frames=lambda count, total: None, temporal: bool = True,
+    on_frames=lambda count, total: None, temporal: bool = True, meter=None,
 ) -> int:  # fmt: skip
     """Write the stylized `source` to `target`; returns the number of frames written. `temporal`: instance-norm
-    statistics carried across frames (Stylizer.temporal), so the picture does not flicker."""
+    statistics carried across frames (Stylizer.temporal), so the picture does not flicker. `meter`: a
+    runtime.flicker.FlickerMeter fed every (input, stylized) frame pair."""
     try:
         import av
     except ImportError:
@@ -84,6 +85,9 @@ def stylize_video(
                         arrays = [np.asarray(Image.fromarray(a).resize((width, height), Image.Resampling.LANCZOS))
                                   for a in arrays]  # fmt: skip
                     styled = stylizer.stylize_arrays(arrays, batch_size)
+                    if meter is not None:
+                        for array, rgb in zip(arrays, styled, strict=True):
+                            meter.add(array, rgb)
                     for frame, rgb in zip(frames, styled, strict=True):
                         out = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
                             format=video_out.pix_fmt, dst_colorspace="ITU709" if bt709 else None
@@ -144,6 +148,7 @@ def run_videos(
     report,
     on_frames: Callable[[Task, int, int | None], None] = lambda task, count, total: None,
     temporal: bool = True,
+    measure_flicker: bool = False,
 ) -> list[Outcome]:
     """Each video task in turn; `on_frames(task, frames done, frames in all or None)` as frames are written (the
     caller shows progress), `report(outcome)` when a video is done, skipped or failed."""
@@ -155,12 +160,25 @@ def run_videos(
         else:
             started = time.perf_counter()
             try:
+                meter = None
+                if measure_flicker:
+                    from runtime.flicker import FlickerMeter
+
+                    try:
+                        meter = FlickerMeter()
+                    except ImportError as exc:
+                        raise VideoError(f"--flicker: {exc}") from None
                 frames = stylize_video(
                     Path(task.source), target, stylizer, batch_size, max_size,
-                    lambda count, total, task=task: on_frames(task, count, total), temporal,
+                    lambda count, total, task=task: on_frames(task, count, total), temporal, meter,
                 )  # fmt: skip
                 outcome = Outcome(
-                    task.source, task.target, "done", seconds=time.perf_counter() - started, frames=frames
+                    task.source,
+                    task.target,
+                    "done",
+                    seconds=time.perf_counter() - started,
+                    frames=frames,
+                    flicker=meter.result() if meter is not None else None,
                 )
             except VideoError as exc:
                 outcome = Outcome(task.source, task.target, "failed", str(exc))

@@ -1,6 +1,7 @@
 """Video without flicker (issue 16): instance-norm statistics carried across frames, and the flicker measure."""
 
 import itertools
+import json
 
 import numpy as np
 import onnx
@@ -129,3 +130,31 @@ def test_the_flicker_meter_scores_motion_followed_as_steady_and_noise_as_flicker
     steady, flicker = followed.result(), noisy.result()
     assert steady["pairs"] == 4 and steady["scene_cuts"] == 0
     assert steady["warping_error"] < 3 and flicker["warping_error"] > 10
+
+
+def test_run_reports_a_videos_flicker_and_the_steadying_lowers_it(model, tmp_path):
+    pytest.importorskip("cv2")
+    av = pytest.importorskip("av")
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    source = tmp_path / "clip.mp4"
+    with av.open(str(source), "w") as container:
+        stream = container.add_stream("libx264", rate=12)
+        stream.width, stream.height, stream.pix_fmt = 240, 160, "yuv420p"
+        rng = np.random.default_rng(1)
+        for frame in moving_square(8):  # plus sensor-like noise, which the generator amplifies
+            noisy = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(noisy, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    reports = {}
+    for mode in ("auto", "off"):
+        result = CliRunner().invoke(app, ["run", str(source), "-o", str(tmp_path / f"{mode}.mp4"), "--model",
+                                          str(model), "--temporal", mode, "--flicker", "--json"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        reports[mode] = json.loads(result.stdout.splitlines()[0])["flicker"]
+    assert reports["off"]["pairs"] == reports["auto"]["pairs"] == 7
+    assert reports["auto"]["warping_error"] < 0.75 * reports["off"]["warping_error"]

@@ -48,6 +48,9 @@ def run(
     temporal: str = typer.Option(
         "auto", "--temporal", help="Video: auto carries instance-norm statistics across frames (no flicker); off."
     ),
+    flicker: bool = typer.Option(
+        False, "--flicker", help="Measure each video's flicker (warping error, still regions; needs OpenCV; slower)."
+    ),
     input_format: str = typer.Option(
         None, "--input-format", help="Streams: the container on a pipe (- with mpegts, …) or a device (v4l2)."
     ),
@@ -84,7 +87,7 @@ def run(
     with user_errors():
         settings = JobSettings(
             model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
-            precision=precision, temporal=temporal, batch_size=batch_size, max_size=max_size,
+            precision=precision, temporal=temporal, flicker=flicker, batch_size=batch_size, max_size=max_size,
             max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
             overwrite=overwrite, server=server, model_name=model_name, ray=ray, ray_actors=ray_actors,
         )  # fmt: skip
@@ -107,6 +110,13 @@ def run(
             stderr.print(f"failed: {outcome.reason}", markup=False)
         elif outcome.status == "done" and outcome.reason:
             stderr.print(f"note: {outcome.reason}", markup=False)
+        if outcome.flicker and not json_output:
+            f = outcome.flicker
+            stderr.print(
+                f"flicker of {outcome.target}: warping error {f['warping_error']:.2f}, still-region "
+                f"difference {f['still_difference']:.2f} over {f['pairs']} frame pairs",
+                markup=False,
+            )
 
     images_bar = progress.add_task("images", total=len(job.images), speed="", visible=bool(job.images))
     video_bars: dict[str, TaskID] = {}
