@@ -33,7 +33,7 @@ from runtime.errors import UserError
 
 INT8_MIN_PSNR = 32.0  # dB against the fp32 model, worst image; see docs/int8.md for what it looks like
 CALIBRATION_SIDE = 320  # calibration photos are centre squares of this side (the percentile pass needs one shape)
-CALIBRATION_MAX = 24  # ONNX Runtime keeps every calibration image's activations in memory: about 70 MB each
+CALIBRATION_MAX = 24  # ONNX Runtime keeps every calibration image's activations in memory: ~56 MB each (half width)
 PERCENTILE = 99.999
 CHECK_PHOTOS = 4  # calibration photos also run at another size in the PSNR check
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
