@@ -57,6 +57,29 @@ def test_each_style_runs_on_any_size_and_ignores_the_photos_contrast(style):
     assert np.abs(styled - dull).mean() < 3  # but not with the photo's contrast: instance norm at test time
 
 
+@pytest.mark.parametrize("style", STYLES, ids=NAMES)
+def test_each_style_ships_an_int8_file_that_its_record_describes_and_that_runs_close_to_fp32(style):
+    import onnx
+
+    from export.checks import check_fp32_instance_norm, psnr
+    from export.int8 import check_tensorrt_qdq
+
+    int8_path = style.path.with_name(f"{style.name}.int8.onnx")
+    model = onnx.load(str(int8_path))
+    record = style.provenance["int8"]
+    assert record["file"] == int8_path.name and record["worst_psnr_db"] >= record["min_psnr_db"] == 32
+    assert json.loads({e.key: e.value for e in model.metadata_props}["int8"]) == {
+        k: v for k, v in record.items() if k != "file"
+    }
+    assert check_tensorrt_qdq(model).ok and check_fp32_instance_norm(model).ok
+    photo = photo_like((96, 128), 7)
+    with Stylizer.load(style.name, backend="onnxruntime", precision="fp32") as fp32:
+        expected = fp32(photo)
+    for backend in ("onnxruntime", "openvino"):
+        with Stylizer.load(style.name, backend=backend, precision="int8") as int8:
+            assert psnr(int8(photo), expected) > 25
+
+
 def test_the_first_run_needs_neither_torch_nor_a_download(tmp_path):
     script = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None\n"
@@ -80,5 +103,5 @@ def test_the_wheel_carries_the_styles_and_their_records(tmp_path):
     (wheel,) = tmp_path.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in NAMES:
-        assert {f"runtime/styles/{name}.onnx", f"runtime/styles/{name}.json"} <= names
+        assert {f"runtime/styles/{name}{suffix}" for suffix in (".onnx", ".json", ".int8.onnx")} <= names
     assert json.loads(zipfile.ZipFile(wheel).read(f"runtime/styles/{DEFAULT_STYLE}.json"))["training"]["steps"]
