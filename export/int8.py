@@ -64,9 +64,11 @@ def calibration_photos(folder: Path) -> tuple[list[np.ndarray], list[str]]:
         except ImageError as exc:
             notes.append(f"calibration: skipped {exc}")
             continue
-        rgb = photo.rgb
+        rgb = _longest_side(photo.rgb, 1024) if max(photo.rgb.shape[:2]) > 1024 else photo.rgb  # bounded memory
         if photo.alpha is not None:  # as the runtime shows a cut-out to a model that cannot take a mask: on grey
-            a = photo.alpha[..., None].astype(np.float32) / 255
+            alpha = photo.alpha if photo.alpha.shape == rgb.shape[:2] else _longest_side(
+                np.repeat(photo.alpha[..., None], 3, 2), max(rgb.shape[:2]))[..., 0]  # fmt: skip
+            a = alpha[..., None].astype(np.float32) / 255
             rgb = (rgb * a + 128 * (1 - a)).round().astype(np.uint8)
         photos.append(rgb)
     if not photos:
@@ -106,13 +108,17 @@ def convolutions(model: onnx.ModelProto) -> list[str]:
 
 def quantize(fp32: onnx.ModelProto, calibration: list[np.ndarray], io: str, keep_fp32: list[str]) -> onnx.ModelProto:
     """The QDQ model: every Conv but `keep_fp32` quantized, activations calibrated on `calibration` (uint8 NHWC)."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError:
+        raise UserError("--int8 quantizes with ONNX Runtime, which is not installed: pip install the runtime extra "
+                        "(onnxruntime)") from None  # fmt: skip
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -190,7 +196,7 @@ def int8_model(fp32: onnx.ModelProto, photos: list[np.ndarray], io: str, min_psn
     record = {
         "calibration_photos": len(photos), "calibration_side": CALIBRATION_SIDE, "percentile": PERCENTILE,
         "quantized_convolutions": len(convs) - len(kept), "fp32_convolutions": kept,
-        "worst_psnr_db": round(value, 2), "min_psnr_db": min_psnr,
+        "worst_psnr_db": round(value, 2) if np.isfinite(value) else None, "min_psnr_db": min_psnr,
     }  # fmt: skip
     metadata = {entry.key: entry.value for entry in fp32.metadata_props}
     metadata.update(precision="int8", int8=json.dumps(record))

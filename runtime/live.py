@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.errors import InputError
+from runtime.errors import InputError, JobError
 
 STREAM_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://", "srt://")
 WRITE_FORMATS = {"udp": "mpegts", "tcp": "mpegts", "srt": "mpegts", "rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp"}
@@ -67,7 +67,9 @@ class StreamReport:
 def _open_input(source: str, input_format: str | None):
     import av
 
-    options = {"rw_timeout": str(OPEN_TIMEOUT_US), "timeout": str(OPEN_TIMEOUT_US)}
+    # rw_timeout (µs) bounds every read of any protocol; `timeout` means different things per protocol (for RTMP a
+    # listen timeout that turns the client into a server), so it is not set
+    options = {"rw_timeout": str(OPEN_TIMEOUT_US)}
     if source.lower().startswith(("rtsp://", "rtsps://")):
         options["rtsp_transport"] = "tcp"
     try:
@@ -154,6 +156,7 @@ def run_stream(
     temporal: bool = True,
     max_frames: int | None = None,
     on_frame: Callable[[StreamReport], None] = lambda report: None,
+    overwrite: bool = False,
 ) -> StreamReport:
     """Stylize the video of `source` into `target` until the source ends, `max_frames` are written, or Ctrl-C
     (then the output is finished properly and `report.interrupted` is set). `drop`: None drops frames for URLs and
@@ -164,7 +167,7 @@ def run_stream(
         raise StreamError("streams need PyAV: pip install 'fast-style-toolkit[video]'") from None
     from runtime.atomic import atomic_path
 
-    stream_target_ok(target)
+    stream_target_ok(target, overwrite)
     report = StreamReport(source, target)
     with contextlib.ExitStack() as stack:
         is_file = target != "-" and "://" not in target
@@ -179,74 +182,85 @@ def _pump(source, target, path, stylizer, report, input_format, output_format, d
     import av
 
     container = _open_input(source, input_format)
-    if not container.streams.video:
-        container.close()
-        raise StreamError(f"{source}: no video stream")
-    video_in = container.streams.video[0]
     mailbox = _Latest(drop)
-    failure: list[BaseException] = []
-
-    def read() -> None:
-        try:
-            for frame in container.decode(video_in):
-                report.frames_in += 1
-                if not mailbox.put(frame):
-                    return
-        except BaseException as exc:  # handed to the writer, which raises it
-            failure.append(exc)
-        finally:
-            mailbox.end()
-
-    reader = threading.Thread(target=read, daemon=True)
-    started = time.perf_counter()
-    reader.start()
+    reader: threading.Thread | None = None
     sink: Any = None
-    video_out: Any = None
+    started = time.perf_counter()
     try:
-        with stylizer.temporal(temporal):
-            while (item := mailbox.get()) is not None:
-                frame, arrived = item
-                rgb = frame.to_ndarray(format="rgb24")
-                if sink is None:
-                    sink, video_out = _start_output(target, output_format, path, video_in, rgb, max_size)
-                if rgb.shape[:2] != (video_out.height, video_out.width):
-                    from PIL import Image
+        if not container.streams.video:
+            raise StreamError(f"{source}: no video stream")
+        video_in = container.streams.video[0]
+        failure: list[BaseException] = []
 
-                    size = (video_out.width, video_out.height)
-                    rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
-                styled = stylizer.stylize_arrays([rgb])[0]
-                out = av.VideoFrame.from_ndarray(styled, format="rgb24").reformat(format=video_out.pix_fmt)
-                out.pts = report.frames_out if frame.pts is None else frame.pts
-                out.time_base = frame.time_base or video_out.time_base
-                for packet in video_out.encode(out):
-                    sink.mux(packet)
-                report.frames_out += 1
-                report.latency_ms.append(1000 * (time.perf_counter() - arrived))
-                on_frame(report)
-                if max_frames and report.frames_out >= max_frames:
-                    break
-    except KeyboardInterrupt:
-        report.interrupted = True  # the output so far is finished below, not thrown away
-    except av.error.FFmpegError as exc:
-        raise StreamError(f"{target}: {exc}") from None
-    finally:
-        mailbox.close()
-        reader.join(timeout=2.0)
-        report.dropped = mailbox.dropped
-    try:
+        def read() -> None:
+            try:
+                for frame in container.decode(video_in):
+                    report.frames_in += 1
+                    if not mailbox.put(frame):
+                        return
+            except BaseException as exc:  # handed to the writer
+                failure.append(exc)
+            finally:
+                mailbox.end()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        video_out: Any = None
+        last_pts = None
+        try:
+            with stylizer.temporal(temporal):
+                while (item := mailbox.get()) is not None:
+                    frame, arrived = item
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if sink is None:
+                        sink, video_out = _start_output(target, output_format, path, video_in, rgb, max_size)
+                    if rgb.shape[:2] != (video_out.height, video_out.width):
+                        from PIL import Image
+
+                        size = (video_out.width, video_out.height)
+                        rgb = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+                    styled = stylizer.stylize_arrays([rgb])[0]
+                    out = av.VideoFrame.from_ndarray(styled, format="rgb24").reformat(format=video_out.pix_fmt)
+                    # strictly increasing timestamps in the input's time base, whatever a live source sends (none,
+                    # a reconnect that goes back, a wrap)
+                    pts = frame.pts if frame.pts is not None else (last_pts or 0) + 1
+                    last_pts = pts = pts if last_pts is None or pts > last_pts else last_pts + 1
+                    out.pts, out.time_base = pts, video_in.time_base
+                    try:
+                        for packet in video_out.encode(out):
+                            sink.mux(packet)
+                    except av.error.FFmpegError as exc:
+                        if report.frames_out == 0:
+                            raise StreamError(f"{target}: {exc}") from None
+                        report.ended_by = f"{target}: writing stopped after {report.frames_out} frames ({exc})"
+                        break
+                    report.frames_out += 1
+                    report.latency_ms.append(1000 * (time.perf_counter() - arrived))
+                    on_frame(report)
+                    if max_frames and report.frames_out >= max_frames:
+                        break
+        except KeyboardInterrupt:
+            if report.frames_out == 0:
+                raise  # nothing to keep: Ctrl-C as anywhere else (exit 130)
+            report.interrupted = True  # the output so far is finished below, not thrown away
+        finally:
+            mailbox.close()
+            reader.join(timeout=2.0)
+            report.dropped = mailbox.dropped
         if failure and report.frames_in == 0:
             raise StreamError(f"{source}: reading stopped ({failure[0]})")
         if failure:  # a live source that goes away ends its stream: what came is written
             report.ended_by = f"{source}: the stream ended with an error after {report.frames_in} frames ({failure[0]})"
         if report.frames_out == 0:
             raise StreamError(f"{source}: no frame could be decoded")
-        for packet in video_out.encode(None):
-            sink.mux(packet)
+        if report.ended_by is None or not report.ended_by.startswith(target):
+            for packet in video_out.encode(None):
+                sink.mux(packet)
     finally:
         report.seconds = time.perf_counter() - started
         if sink is not None:
             sink.close()
-        if not reader.is_alive():  # a reader still blocked on the network keeps its container (daemon thread)
+        if reader is None or not reader.is_alive():  # a reader still blocked on the network keeps its container
             container.close()
 
 
@@ -267,10 +281,15 @@ def _start_output(target: str, output_format: str | None, path: Path | None, vid
     return sink, video_out
 
 
-def stream_target_ok(target: str) -> None:
-    """A file target's folder must exist (a URL or `-` is checked when it opens)."""
+def stream_target_ok(target: str, overwrite: bool = False) -> None:
+    """A file target: not a folder, its folder exists, and it is not replaced unless `overwrite` (a URL or `-` is
+    checked when it opens)."""
     if target == "-" or "://" in target:
         return
-    folder = Path(target).parent
-    if not folder.is_dir():
-        raise StreamError(f"-o {target}: folder {folder} does not exist")
+    path = Path(target)
+    if path.is_dir():
+        raise JobError(f"-o {target}: a stream is written to one file; give a file name such as {path / 'live.mp4'}")
+    if not path.parent.is_dir():
+        raise JobError(f"-o {target}: folder {path.parent} does not exist")
+    if path.exists() and not overwrite:
+        raise JobError(f"-o {target}: the file exists; pass --overwrite to replace it")

@@ -37,6 +37,8 @@ def cpu_has_int8_dot() -> bool:
 def precision_of(path: Path) -> str:
     """fp16/int8 for NAME.fp16.onnx / NAME.int8.onnx (and engines); fp32 otherwise."""
     parts = path.name.split(".")
+    if path.suffix.lower() not in (".onnx", ".engine"):
+        return "fp32"
     return parts[-2] if len(parts) >= 3 and parts[-2] in VARIANTS else "fp32"
 
 

@@ -78,6 +78,9 @@ def open_backend(
                 raise ModelError(f"--backend {kind.name} cannot run {file.name}: {exc}") from None
             notes.append(f"{kind.name} not used for {file.name}: {exc}")
         except ValueError as exc:
+            if file != path and file == int8:  # the int8 file auto chose cannot be read here: the fp32 one runs
+                notes.append(f"{int8.name} not used: {exc}")
+                continue
             raise ModelError(str(exc)) from None
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
 
@@ -345,6 +348,9 @@ class Stylizer:
         from runtime.temporal import DEFAULT_BLEND, DEFAULT_KEEP, TemporalBackend, TemporalUnavailable
 
         original = self.backend
+        if on and isinstance(original, TemporalBackend):  # already inside a temporal block: frames go on as they are
+            yield self
+            return
         if on:
             try:
                 share = DEFAULT_BLEND if blend == -1.0 else blend
@@ -416,6 +422,9 @@ class Stylizer:
         if not self.closed:
             self.closed = True
             self.backend.close()
+            base = getattr(self.backend, "tiled", None)  # inside a temporal block: the backend it wraps
+            if base is not None:
+                base.close()
 
     def __enter__(self) -> Stylizer:
         return self

@@ -4,7 +4,8 @@ blended in along the optical flow.
 Instance norm gives every frame its own per-layer mean and variance; as objects move, those statistics move, and the
 whole frame's colours and texture strength shift with them. Here each frame runs a graph derived from the model
 (runtime.tiling.tile_graph with `temporal=True`) in which every instance norm uses
-`keep · carried + (1 − keep) · own` statistics and hands those on to the next frame: an exponential moving average
+the statistics of a mixture, `keep` of the carried ones and `1 − keep` its own (mean blended, variance from the
+blended second moments), and hands those on to the next frame: an exponential moving average
 whose time constant is about 1 / (1 − keep) frames. It costs one pass per frame, like the plain model. At the first
 frame, after a scene cut (the frames' thumbnails differ by more than `cut` on average) or a size change, `keep` is 0
 and the frame gets exactly its own statistics, as the plain model gives.
@@ -89,21 +90,27 @@ class TemporalBackend(Backend):
     def __init__(
         self, tiled, keep: float = DEFAULT_KEEP, cut: float = DEFAULT_CUT, blend: float | None = DEFAULT_BLEND
     ):
-        import onnx
-
-        from runtime.tiling import STATS, TilingUnavailable, stats_layout, tile_graph
-
         if not 0.0 <= keep < 1.0:
             raise ValueError(f"keep must be in [0, 1), not {keep}")
         inner = getattr(tiled, "inner", None)
         if inner is None or not hasattr(inner, "session_like"):
             raise TemporalUnavailable(f"{tiled.name} cannot run a model with statistics supplied from outside")
         try:
+            import onnx
+
+            from runtime.tiling import TilingUnavailable, stats_layout, tile_graph
+        except ImportError:
+            raise TemporalUnavailable("carrying statistics needs the onnx package (pip install onnx)") from None
+        try:
             data = Path(inner.path).read_bytes()
             graph = tile_graph(data, temporal=True)
             self.width = 2 * sum(stats_layout(onnx.load_from_string(data)))
+            self.session = inner.session_like(graph)
         except TilingUnavailable as exc:
             raise TemporalUnavailable(str(exc)) from None
+        except Exception as exc:  # the backend's library refusing the derived graph, an unreadable file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TemporalUnavailable(f"the derived graph did not load ({first})") from None
         self.tiled, self.keep, self.cut = tiled, keep, cut
         self.blend: FlowBlend | None = None
         self.blend_note: str | None = None
@@ -114,8 +121,7 @@ class TemporalBackend(Backend):
             except TemporalUnavailable as exc:
                 self.blend_note = f"statistics carried across frames, no blending along the flow: {exc}"
         self.name, self.contract, self.device = tiled.name, tiled.contract, tiled.device
-        self.session = inner.session_like(graph)
-        self.input_name, self.stats_name = self.session.get_inputs()[0].name, STATS
+        self.input_name, self.stats_name = self.session.get_inputs()[0].name, "tile_stats"
         self.reset()
 
     @property

@@ -200,9 +200,9 @@ def stats_graph(model_bytes: bytes, masked: bool = False) -> bytes:
 
 def tile_graph(model_bytes: bytes, temporal: bool = False) -> bytes:
     """The model with every instance norm's statistics taken from the STATS input (N×S). `temporal`: each layer's
-    statistics are instead KEEP·STATS + (1 − KEEP)·(its own input's statistics), with KEEP (N×1, 0–1) a second
-    input, and those blended statistics come out as NEXT_STATS (N×S): an exponential moving average over the frames
-    of a video (runtime.temporal). KEEP = 0 is the plain model."""
+    statistics are instead those of a mixture of KEEP of STATS and 1 − KEEP of its own input's (_blend), with KEEP
+    (N×1, 0–1) a second input, and those blended statistics come out as NEXT_STATS (N×S): an exponential moving
+    average over the frames of a video (runtime.temporal). KEEP = 0 is the plain model."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -250,6 +250,7 @@ def tile_graph(model_bytes: bytes, temporal: bool = False) -> bytes:
     if temporal:
         graph.input.append(helper.make_tensor_value_info(KEEP, TensorProto.FLOAT, ["N", 1]))
         graph.initializer.append(helper.make_tensor("tile_one", TensorProto.FLOAT, [], [1.0]))
+        graph.initializer.append(helper.make_tensor("tile_zero", TensorProto.FLOAT, [], [0.0]))
         keep = [helper.make_node("Unsqueeze", [KEEP, "tile_axes_hw"], ["tile_keep4"], name="tile_keep_a"),
                 helper.make_node("Sub", ["tile_one", "tile_keep4"], ["tile_take4"], name="tile_keep_b")]  # fmt: skip
         graph.node.insert(0, keep[1])
@@ -260,23 +261,35 @@ def tile_graph(model_bytes: bytes, temporal: bool = False) -> bytes:
 
 
 def _blend(x: str, mean: str, var: str, p: str) -> list:
-    """Nodes blending the given N×C×1×1 `mean`/`var` with `x`'s own: KEEP·given + (1 − KEEP)·own, as `{p}_bmean`
-    and `{p}_bvar` (and squeezed to N×C as `{p}_bmean2`, `{p}_bvar2`)."""
+    """Nodes blending the given N×C×1×1 `mean`/`var` with `x`'s own as a mixture, KEEP of the given and 1 − KEEP of
+    its own: mean KEEP·m + (1 − KEEP)·m_own, variance from the blended second moments, KEEP·(v + m²) + (1 − KEEP)·
+    (v_own + m_own²) − mean² (so a shift of the mean counts as spread), as `{p}_bmean` and `{p}_bvar` (and squeezed to
+    N×C as `{p}_bmean2`, `{p}_bvar2`)."""
     from onnx import helper
 
+    def node(op: str, inputs: list[str], output: str, **attrs):
+        return helper.make_node(op, inputs, [f"{p}_{output}"], name=f"{p}_n_{output}", **attrs)
+
     return [
-        helper.make_node("ReduceMean", [x, "tile_axes_hw"], [f"{p}_own_mean"], keepdims=1, name=f"{p}_t1"),
-        helper.make_node("Sub", [x, f"{p}_own_mean"], [f"{p}_own_c"], name=f"{p}_t2"),
-        helper.make_node("Mul", [f"{p}_own_c", f"{p}_own_c"], [f"{p}_own_sq"], name=f"{p}_t3"),
-        helper.make_node("ReduceMean", [f"{p}_own_sq", "tile_axes_hw"], [f"{p}_own_var"], keepdims=1, name=f"{p}_t4"),
-        helper.make_node("Mul", [mean, "tile_keep4"], [f"{p}_kmean"], name=f"{p}_t5"),
-        helper.make_node("Mul", [f"{p}_own_mean", "tile_take4"], [f"{p}_tmean"], name=f"{p}_t6"),
-        helper.make_node("Add", [f"{p}_kmean", f"{p}_tmean"], [f"{p}_bmean"], name=f"{p}_t7"),
-        helper.make_node("Mul", [var, "tile_keep4"], [f"{p}_kvar"], name=f"{p}_t8"),
-        helper.make_node("Mul", [f"{p}_own_var", "tile_take4"], [f"{p}_tvar"], name=f"{p}_t9"),
-        helper.make_node("Add", [f"{p}_kvar", f"{p}_tvar"], [f"{p}_bvar"], name=f"{p}_t10"),
-        helper.make_node("Squeeze", [f"{p}_bmean", "tile_axes_hw"], [f"{p}_bmean2"], name=f"{p}_t11"),
-        helper.make_node("Squeeze", [f"{p}_bvar", "tile_axes_hw"], [f"{p}_bvar2"], name=f"{p}_t12"),
+        node("ReduceMean", [x, "tile_axes_hw"], "own_mean", keepdims=1),
+        node("Sub", [x, f"{p}_own_mean"], "own_c"),
+        node("Mul", [f"{p}_own_c", f"{p}_own_c"], "own_sq"),
+        node("ReduceMean", [f"{p}_own_sq", "tile_axes_hw"], "own_var", keepdims=1),
+        node("Mul", [mean, "tile_keep4"], "kmean"),
+        node("Mul", [f"{p}_own_mean", "tile_take4"], "tmean"),
+        node("Add", [f"{p}_kmean", f"{p}_tmean"], "bmean"),
+        node("Mul", [mean, mean], "m2"),
+        node("Add", [var, f"{p}_m2"], "s2"),
+        node("Mul", [f"{p}_own_mean", f"{p}_own_mean"], "own_m2"),
+        node("Add", [f"{p}_own_var", f"{p}_own_m2"], "own_s2"),
+        node("Mul", [f"{p}_s2", "tile_keep4"], "ks2"),
+        node("Mul", [f"{p}_own_s2", "tile_take4"], "ts2"),
+        node("Add", [f"{p}_ks2", f"{p}_ts2"], "bs2"),
+        node("Mul", [f"{p}_bmean", f"{p}_bmean"], "bmean_sq"),
+        node("Sub", [f"{p}_bs2", f"{p}_bmean_sq"], "bvar_raw"),
+        node("Max", [f"{p}_bvar_raw", "tile_zero"], "bvar"),
+        node("Squeeze", [f"{p}_bmean", "tile_axes_hw"], "bmean2"),
+        node("Squeeze", [f"{p}_bvar", "tile_axes_hw"], "bvar2"),
     ]
 
 

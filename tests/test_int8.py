@@ -97,6 +97,16 @@ def test_auto_runs_the_int8_file_on_openvino_only_where_the_cpu_has_int8_dot_pro
         assert stylizer.backend.inner.path.name == "run.onnx"
 
 
+def test_an_int8_file_that_cannot_be_read_leaves_auto_on_the_fp32_file(exported, tmp_path, monkeypatch):
+    out, _ = exported
+    (tmp_path / "run.onnx").write_bytes((out / "run.onnx").read_bytes())
+    (tmp_path / "run.int8.onnx").write_bytes(b"not an onnx file")
+    monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
+    with Stylizer.load(tmp_path / "run.onnx") as stylizer:
+        assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
+        assert any(note.startswith("run.int8.onnx not used") for note in stylizer.fresh_notes())
+
+
 def test_asking_for_a_precision_whose_file_is_missing_names_the_export_that_writes_it(exported, tmp_path):
     out, _ = exported
     with pytest.raises(ModelError, match=r"run.fp16.onnx does not exist .* toolkit export MODEL -o .* --fp16"):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import photo_like
+from tests.helpers import assert_one_line_error, photo_like
 from toolkit.cli import app
 
 av = pytest.importorskip("av")
@@ -148,3 +148,20 @@ def test_a_stream_that_cannot_be_opened_is_a_one_line_error(exported_style, tmp_
     assert result.exit_code != 0
     assert f"127.0.0.1:{port}/none.ts: cannot open the stream" in result.stderr
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_stream_is_written_to_one_new_file(exported_style, tmp_path):
+    _, model = exported_style
+    data = b"".join(mpegts_chunks(3))
+    base = ["run", "-", "--model", str(model), "--input-format", "mpegts"]
+    result = runner.invoke(app, [*base, "-o", str(tmp_path)], input=data)
+    assert result.exit_code == 2
+    assert_one_line_error(result, "a stream is written to one file; give a file name such as")
+    (tmp_path / "kept.mp4").write_bytes(b"earlier recording")
+    result = runner.invoke(app, [*base, "-o", str(tmp_path / "kept.mp4")], input=data)
+    assert result.exit_code == 2
+    assert_one_line_error(result, "the file exists; pass --overwrite to replace it")
+    assert (tmp_path / "kept.mp4").read_bytes() == b"earlier recording"
+    result = runner.invoke(app, [*base, "-o", str(tmp_path / "kept.mp4"), "--overwrite"], input=data)
+    assert result.exit_code == 0, result.output
+    assert count_frames(tmp_path / "kept.mp4") == 3

@@ -79,7 +79,8 @@ def bench(
             draw_plot(results, plot, f"images/s, batch {batch}, {device}")
     if json_output:
         rates = {"sgemm_gflops": gemm["fp32"], "int8_gemm_gops": gemm["int8"]}
-        typer.echo(json.dumps({**rates, "device": device, "rows": [r.__dict__ for r in results]}))
+        rows = [{k: None if v == float("inf") else v for k, v in r.__dict__.items()} for r in results]  # strict JSON
+        typer.echo(json.dumps({**rates, "device": device, "rows": rows}))
         return
     int8_rate = f", int8 {gemm['int8']:.0f} GOP/s (ONNX Runtime MatMulInteger u8×s8)" if gemm["int8"] else ""
     typer.echo(f"GEMM rates measured now (2048²): fp32 {gemm['fp32']:.0f} GFLOP/s (numpy){int8_rate}")

@@ -82,7 +82,10 @@ def run(
             )  # fmt: skip
             if server or ray:
                 raise JobError("a live stream runs here: drop --server and --ray")
-        _run_stream(inputs[0], out, settings, input_format, output_format, drop, max_frames, json_output, quiet)
+            if flicker:
+                raise JobError("--flicker measures video files; for a stream, record it and run benchmarks/flicker.py")
+        _run_stream(inputs[0], out, settings, input_format, output_format, drop, max_frames, json_output, quiet,
+                    overwrite)  # fmt: skip
         return
     with user_errors():
         settings = JobSettings(
@@ -112,11 +115,10 @@ def run(
             stderr.print(f"note: {outcome.reason}", markup=False)
         if outcome.flicker and not json_output:
             f = outcome.flicker
-            stderr.print(
-                f"flicker of {outcome.target}: warping error {f['warping_error']:.2f}, still-region "
-                f"difference {f['still_difference']:.2f} over {f['pairs']} frame pairs",
-                markup=False,
-            )
+            shown = {k: "—" if f[k] is None else f"{f[k]:.2f}" for k in ("warping_error", "still_difference")}
+            line = (f"flicker of {outcome.target}: warping error {shown['warping_error']}, still-region difference "
+                    f"{shown['still_difference']} over {f['pairs']} frame pairs")  # fmt: skip
+            stderr.print(line, markup=False)
 
     images_bar = progress.add_task("images", total=len(job.images), speed="", visible=bool(job.images))
     video_bars: dict[str, TaskID] = {}
@@ -157,7 +159,8 @@ def run(
 
 
 def _run_stream(source: str, out: str, settings, input_format: str | None, output_format: str | None,
-                drop: bool | None, max_frames: int | None, json_output: bool, quiet: bool) -> None:  # fmt: skip
+                drop: bool | None, max_frames: int | None, json_output: bool, quiet: bool,
+                overwrite: bool) -> None:  # fmt: skip
     """`toolkit run URL|DEVICE|- -o FILE|URL|-`: a live stream, frame by frame (runtime.live)."""
     from runtime.live import run_stream
     from runtime.stylizer import Stylizer
@@ -176,7 +179,7 @@ def _run_stream(source: str, out: str, settings, input_format: str | None, outpu
                 stderr.print(f"note: {note}", markup=False)
             report = run_stream(source, out, stylizer, input_format=input_format, output_format=output_format,
                                 drop=drop, max_size=s.max_size, temporal=s.temporal != "off", max_frames=max_frames,
-                                on_frame=show)  # fmt: skip
+                                on_frame=show, overwrite=overwrite)  # fmt: skip
             for note in stylizer.fresh_notes():
                 stderr.print(f"note: {note}", markup=False)
     summary = report.summary()

@@ -124,7 +124,8 @@ class OpenVinoBackend(Backend):
 
     def session_like(self, model_bytes: bytes) -> OpenVinoSession:
         """A graph derived from this model (runtime.tiling), compiled as this model is."""
-        return OpenVinoSession(self.core, model_bytes, self.shapes_kept, self.config)
+        # a large photo's tiles come in up to 9 shapes (edges): keep them all compiled across photos
+        return OpenVinoSession(self.core, model_bytes, max(self.shapes_kept, 12), self.config)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         request = self._request(tuple(batch.shape))
