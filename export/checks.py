@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from export.onnx_export import INPUT_NAME
+from runtime.bench import psnr  # one PSNR for the export checks and the bench
 from runtime.errors import UserError
 from train.norm import InstanceNorm2d
 
@@ -47,11 +48,6 @@ def natural_images(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def to_io(images: np.ndarray, io: str) -> np.ndarray:
     return images if io == "uint8" else images.transpose(0, 3, 1, 2).astype(np.float32)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
 
 def session(model: onnx.ModelProto):

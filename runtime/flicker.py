@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.temporal import DEFAULT_CUT, thumbnail
+from runtime.temporal import DEFAULT_CUT, pixel_grid, thumbnail
 
 
 def _cv2():
@@ -60,7 +60,7 @@ class FlickerMeter:
         back = self._flow(grey1, grey0)  # frame 1's pixel x was at x + back(x) in frame 0
         forth = self._flow(grey0, grey1)
         h, w = grey1.shape
-        xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        xs, ys = pixel_grid(h, w)
         map_x, map_y = xs + back[..., 0], ys + back[..., 1]
         warped = cv2.remap(styled0, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         forth_at = cv2.remap(forth, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)

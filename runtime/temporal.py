@@ -17,6 +17,7 @@ statistics. What halves it is FlowBlend, which keeps what the previous frame dre
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,14 @@ DEFAULT_TOLERANCE = 12.0  # input difference (0–255, blurred grey) at which th
 
 class TemporalUnavailable(Exception):
     """The model or backend cannot carry statistics; the message says why."""
+
+
+@functools.lru_cache(maxsize=4)
+def pixel_grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """x and y coordinates of every pixel (float32, read-only), made once per frame size for flow warping."""
+    xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    xs.flags.writeable = ys.flags.writeable = False
+    return xs, ys
 
 
 def thumbnail(frame: np.ndarray) -> np.ndarray:
@@ -70,8 +79,7 @@ class FlowBlend:
             back = self.flow.calc(
                 grey, grey0, np.zeros((*grey.shape, 2), np.float32)
             )  # this frame's pixel x was at x + back(x) before
-            h, w = grey.shape
-            xs, ys = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+            xs, ys = pixel_grid(*grey.shape)
             map_x, map_y = xs + back[..., 0], ys + back[..., 1]
             moved = cv2.remap(out0, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             moved_in = cv2.remap(grey0, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
