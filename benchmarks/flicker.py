@@ -80,7 +80,7 @@ def main() -> None:
     print(json.dumps(rows[-1]), flush=True)
     for variant in (v for v in args.variants.split(",") if v.strip()):
         keep, blend = (float(x) for x in variant.split(":"))
-        outputs, seconds, notes, cuts = stylize(args.model, frames, True, keep, blend or None, args.precision)
+        outputs, seconds, notes, cuts = stylize(args.model, frames, True, keep, blend, args.precision)
         gaps = [float(np.abs(a.astype(np.float64) - b).mean()) for a, b in zip(outputs, plain, strict=True)]
         values = [psnr(a, b) for a, b in zip(outputs, plain, strict=True)]
         name = " + ".join([*([f"statistics carried (keep {keep})"] if keep else []),

@@ -339,11 +339,11 @@ class Stylizer:
         return Image.fromarray(rgb, "RGB")
 
     @contextlib.contextmanager
-    def temporal(self, on: bool = True, keep: float | None = None, blend: float | None = -1.0):
+    def temporal(self, on: bool = True, keep: float | None = None, blend: float | None = None):
         """Within the block the images given to this Stylizer are the frames of one video, in order: instance norm's
         statistics are carried from frame to frame (runtime.temporal; reset at scene cuts), so the picture does
         not flicker as objects move, and the previous stylized frame is blended in along the optical flow where the
-        scene is the same (`blend`: its share, default runtime.temporal.DEFAULT_BLEND; None: no blending). Where the
+        scene is the same (`blend`: its share; None: runtime.temporal.DEFAULT_BLEND; 0: no blending). Where the
         backend cannot take statistics from outside, or `on` is False, the frames get their own statistics (a note
         says which)."""
         from runtime.temporal import DEFAULT_BLEND, DEFAULT_KEEP, TemporalBackend, TemporalUnavailable
@@ -354,7 +354,7 @@ class Stylizer:
             return
         if on:
             try:
-                share = DEFAULT_BLEND if blend == -1.0 else blend
+                share = DEFAULT_BLEND if blend is None else blend
                 self.backend = TemporalBackend(original, DEFAULT_KEEP if keep is None else keep, blend=share)
             except TemporalUnavailable as exc:
                 note = f"frames get their own instance-norm statistics: {exc}"
