@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests.helpers import random_vgg_state
-from train.losses import PerceptualLoss, gram_matrix, total_variation
+from train.losses import PerceptualLoss, gram_matrix, out_of_range, total_variation
 from train.vgg_weights import build_loss_network, parse_vgg_state
 
 
@@ -31,11 +31,45 @@ def test_total_variation_counts_squared_neighbour_differences_per_image():
     assert total_variation(image).item() == (3 * 4 * 100) / 2
 
 
-def make_loss(style, content_weight=1.0, style_weight=1.0, tv_weight=0.0):
+def make_loss(style, content_weight=1.0, style_weight=1.0, tv_weight=0.0, range_weight=0.0):
     vgg = build_loss_network(parse_vgg_state(random_vgg_state(4), "random"), "vgg16", ["relu1_2", "relu2_2"])
     return PerceptualLoss(
-        vgg, style, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 0.5}, content_weight, style_weight, tv_weight
-    )
+        vgg, style, {"relu2_2": 1.0}, {"relu1_2": 1.0, "relu2_2": 0.5}, content_weight, style_weight, tv_weight,
+        range_weight=range_weight,
+    )  # fmt: skip
+
+
+def test_out_of_range_measures_only_what_clipping_to_8_bits_removes():
+    image = torch.full((1, 3, 2, 2), 128.0)
+    assert out_of_range(image).item() == 0
+    image[0, 0, 0, 0] = 255.0 + 51.0  # 0.2 above, in 0–1 units
+    image[0, 1, 0, 0] = -25.5  # 0.1 below
+    torch.testing.assert_close(out_of_range(image), torch.tensor((0.2**2 + 0.1**2) / 12))
+
+
+def test_with_a_range_weight_the_loss_judges_the_clipped_picture_and_pulls_values_back_into_range():
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 32, 32) * 255
+    content = torch.rand(2, 3, 32, 32) * 255
+    output = content.clone()
+    output[:, :, :8] += 200.0  # a band far above 255: white once saved
+    clipped = output.clamp(0, 255)
+    plain, ranged = make_loss(style), make_loss(style, range_weight=4.0)
+    # The perceptual terms of the ranged loss are those of the picture as saved, not of the raw values.
+    for key in ("content", "style"):
+        torch.testing.assert_close(ranged(output, content)[key], plain(clipped, content)[key])
+        assert ranged(output, content)[key].item() != pytest.approx(plain(output, content)[key].item(), rel=1e-3)
+    terms = ranged(output, content)
+    torch.testing.assert_close(terms["range"], 4.0 * out_of_range(output))
+    torch.testing.assert_close(terms["total"], terms["content"] + terms["style"] + terms["tv"] + terms["range"])
+    # Values above 255 get a gradient pointing down, from the range term alone.
+    raw = output.clone().requires_grad_(True)
+    ranged(raw, content)["total"].backward()
+    above = output > 255
+    assert (raw.grad[above] > 0).all()  # descending the gradient lowers them
+    assert plain(content, content)["range"].item() == 0
+    with pytest.raises(ValueError, match="range weight"):
+        make_loss(style, range_weight=-1.0)
 
 
 def test_losses_vanish_at_their_targets_and_weights_scale_them():

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from runtime.errors import UserError
 from tests.helpers import assert_one_line_error, photo_like, write_images, write_vgg
 from toolkit.cli import app
-from train.checkpoint import load_model
+from train.checkpoint import load_model, save_model
 from train.config import resolve
+from train.generators import GeneratorSpec
 from train.loop import Reporter, run_training
 
 runner = CliRunner()
@@ -296,6 +297,24 @@ def test_init_starts_a_new_run_from_another_runs_weights(inputs, full_run, tmp_p
     assert_one_line_error(runner.invoke(app, wider), "--init model.safetensors is a", "width=0.5")
 
 
+def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(inputs, full_run, tmp_path):
+    out, _ = full_run
+    model, meta = load_model(out / "model.safetensors")
+    with torch.no_grad():
+        model.deconv3.conv2d.bias += 200.0  # most of its output now above 255: white once saved
+    bright = tmp_path / "bright.safetensors"
+    save_model(bright, model, GeneratorSpec(**meta["generator"]), meta["training"])
+    args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4")
+    assert invoke(args).exit_code == 0
+    log = read_log(tmp_path / "ranged")
+    assert log[0]["range"] > 0 and log[-1]["range"] < 0.3 * log[0]["range"]
+    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in ("content", "style", "tv", "range")), rel=1e-5)
+    _, ranged = load_model(tmp_path / "ranged" / "model.safetensors")
+    assert ranged["training"]["range_weight"] == 1e4
+    assert read_log(out)[-1]["range"] == 0  # off unless asked for (the published recipes judge the raw output)
+    assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--range-weight", "-1"]), "--range-weight")
+
+
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
     inputs, tmp_path, monkeypatch
 ):
@@ -343,13 +362,14 @@ def test_resume_keeps_the_learning_rate_schedule(inputs, tmp_path):
 
 
 def test_the_balanced_preset_is_the_final_stage_of_the_bundled_styles_recipe():
-    """`--preset balanced` gives a user the loss the bundled styles were trained with (their final stage)."""
+    """`--preset balanced` gives a user the loss the bundled styles were trained with: FINAL's (their second stage;
+    mosaic and candy then double the style weight), judged in range as in their last stage."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from scripts.train_bundled_styles import FINAL
+    from scripts.train_bundled_styles import FINAL, in_range
 
-    flags, tokens = {}, list(FINAL)
+    flags, tokens = {}, in_range(FINAL)
     while tokens:
         flag = tokens.pop(0)
         flags[flag] = tokens.pop(0) if tokens and not tokens[0].startswith("--") else True
@@ -357,6 +377,6 @@ def test_the_balanced_preset_is_the_final_stage_of_the_bundled_styles_recipe():
     assert balanced.loss_scale == flags["--loss-scale"] == "relative"
     assert balanced.content_layers == flags["--content-layers"] and balanced.style_layers == flags["--style-layers"]
     for flag, field in [("--content-weight", "content_weight"), ("--style-weight", "style_weight"),
-                        ("--tv-weight", "tv_weight"), ("--lr", "lr")]:  # fmt: skip
+                        ("--tv-weight", "tv_weight"), ("--range-weight", "range_weight"), ("--lr", "lr")]:  # fmt: skip
         assert float(flags[flag]) == getattr(balanced, field), flag
     assert (balanced.image_size, balanced.style_size) == (int(flags["--image-size"]), int(flags["--style-size"]))

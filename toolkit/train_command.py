@@ -45,6 +45,9 @@ def train(
         None, "--loss-scale", help="absolute (published recipes) or relative (each term a relative error)."
     ),
     tv_weight: float = typer.Option(None, "--tv-weight", help="Total variation weight."),
+    range_weight: float = typer.Option(
+        None, "--range-weight", help="> 0: judge the output clipped to 0–255, and penalise values outside it."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -92,6 +95,7 @@ def train(
         style_weight=style_weight,
         tv_weight=tv_weight,
         loss_scale=loss_scale,
+        range_weight=range_weight,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

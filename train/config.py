@@ -35,6 +35,7 @@ class TrainConfig:
     style_weight: float = 1e10
     tv_weight: float = 0.0
     loss_scale: str = "absolute"
+    range_weight: float = 0.0  # > 0: the loss judges the output clipped to 0–255 and penalises values outside
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -132,7 +133,10 @@ PRESETS: dict[str, dict] = {
     # Johnson et al.'s style layers with every term a relative error, so that the deep layers count whatever the VGG
     # file's feature scale (with the Caffe-scale VGG-16 of our assets, relu4_3's raw Gram term is 1e5 times smaller
     # than relu2_2's), and relu2_2 beside relu3_3 in the content loss, which keeps more of the photo (SSIM 0.23 →
-    # 0.30 on held-out photos at equal steps, docs/recipe.md).
+    # 0.30 on held-out photos at equal steps, docs/recipe.md), and the output judged as the user will get it, clipped
+    # to 0–255, with values outside penalised (--range-weight; the bundled styles' last stage): without it the
+    # generator paints with values VGG reads as colour and the saved picture shows as white (pale palettes, white
+    # glows at edges).
     "balanced": dict(
         arch="johnson",
         loss_net="vgg16",
@@ -142,6 +146,7 @@ PRESETS: dict[str, dict] = {
         style_weight=3.0,
         tv_weight=10.0,
         loss_scale="relative",
+        range_weight=100.0,
         lr=1e-3,
         lr_decay=1.0,
         lr_decay_every=0,
@@ -196,6 +201,7 @@ FIXED_ON_RESUME = (
     "style_weight",
     "tv_weight",
     "loss_scale",
+    "range_weight",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -273,6 +279,8 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--steps must be positive")
     if config.epochs is not None and config.epochs <= 0:
         raise UserError("--epochs must be positive")
+    if config.range_weight < 0:
+        raise UserError("--range-weight must be 0 or more")
     if config.lr <= 0:
         raise UserError("--lr must be positive")
     if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:

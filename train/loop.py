@@ -184,7 +184,7 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
         vgg.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss = PerceptualLoss(
         vgg, style.to(device), content_layers, style_layers,
-        config.content_weight, config.style_weight, config.tv_weight, config.loss_scale,
+        config.content_weight, config.style_weight, config.tv_weight, config.loss_scale, config.range_weight,
     )  # fmt: skip
     return loss, weights.source
 
@@ -266,6 +266,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "style_weight": config.style_weight,
         "tv_weight": config.tv_weight,
         "loss_scale": config.loss_scale,
+        "range_weight": config.range_weight,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,

@@ -34,6 +34,12 @@ def total_variation(images: Tensor, relative: bool = False) -> Tensor:
     return tv
 
 
+def out_of_range(images: Tensor) -> Tensor:
+    """Mean square of how far values lie outside 0–255 (in 0–1 units): what clipping to 8 bits will remove."""
+    images = images.float()
+    return (images - images.clamp(0, 255)).pow(2).mean() / 255.0**2
+
+
 class PerceptualLoss(nn.Module):
     """Weighted sum of content, style and TV terms against one style image.
 
@@ -46,6 +52,13 @@ class PerceptualLoss(nn.Module):
     each layer's style MSE by the mean square of the style's Gram matrix, the content MSE by the mean square of the
     photo's features, and takes TV as a per-pixel mean in 0–1 units: every term is a relative error of order 1,
     so one set of weights fits any VGG file and every layer has a say.
+
+    `range_weight` > 0: the loss judges the picture the user will get, the output clipped to 0–255, and values
+    outside that range cost `range_weight × out_of_range(output)`. The generator's last layer is unbounded; judged
+    unclipped, it paints with values up to ~450 that VGG reads as strong colour and the saved picture shows as
+    white (measured on the mosaic trained without it: 6 % of values above 255 on held-out photos, white glows at
+    edges and a paler palette than the painting's). The clipped pixels get no gradient from the perceptual terms;
+    the range term brings them back. 0 (the published recipes): the raw output is judged, as in the papers' code.
     """
 
     def __init__(
@@ -58,6 +71,7 @@ class PerceptualLoss(nn.Module):
         style_weight: float,
         tv_weight: float,
         scale: str = "absolute",
+        range_weight: float = 0.0,
     ):
         super().__init__()
         if scale not in LOSS_SCALES:
@@ -69,6 +83,9 @@ class PerceptualLoss(nn.Module):
         self.content_weight = content_weight
         self.style_weight = style_weight
         self.tv_weight = tv_weight
+        if range_weight < 0:
+            raise ValueError(f"range weight must be 0 or more, not {range_weight}")
+        self.range_weight = range_weight
         self.layers = sorted(set(self.content_layers) | set(self.style_layers))
         with torch.no_grad():
             features = vgg(style_image, list(self.style_layers))
@@ -84,9 +101,12 @@ class PerceptualLoss(nn.Module):
     def forward(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
         """Loss terms for generator `output` given the `content` images (both RGB 0–255 NCHW).
 
-        Returns `total`, `content`, `style`, `tv` (each already weighted), and the unweighted per-layer terms
-        `content/<layer>` and `style/<layer>`.
+        Returns `total`, `content`, `style`, `tv`, `range` (each already weighted), and the unweighted per-layer
+        terms `content/<layer>` and `style/<layer>`.
         """
+        raw = output
+        if self.range_weight:
+            output = output.clamp(0, 255)
         out_features = self.vgg(output, self.layers)
         target_features = {}
         if self.content_layers:
@@ -111,5 +131,6 @@ class PerceptualLoss(nn.Module):
         terms["style"] = self.style_weight * style_sum
         tv = total_variation(output, self.relative) if self.tv_weight else content_sum.new_zeros(())
         terms["tv"] = self.tv_weight * tv
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"]
+        terms["range"] = self.range_weight * out_of_range(raw) if self.range_weight else tv.new_zeros(())
+        terms["total"] = terms["content"] + terms["style"] + terms["tv"] + terms["range"]
         return terms
