@@ -58,10 +58,11 @@ class Style:
 
 STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
-                    "mosaic-base", 1000, 1000),
+                    "mosaic-base", 1000, 1000, 800),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
-                   "candy-base", 750, 1000),
-    "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750),
+                   "candy-base", 750, 1000, 800),
+    "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
+                          range_steps=400),
 }  # fmt: skip
 VGG = "vgg/vgg16_imagenet_features.safetensors"
 # Johnson et al.'s layers (style relu1_2, relu2_2, relu3_3, relu4_3) with every term a relative error

@@ -34,13 +34,12 @@ def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance
     record = style.provenance
     training = record["training"]
     assert training["steps"] >= 750 and training["wall_seconds"] > 0
-    # stage 1 from scratch, each later stage from the one before with --init; or one stage from another style's
+    # stage 1 from scratch (or from another style's base: starts_from), each later stage from the one before
     commands = training["commands"]
     assert all("toolkit train" in c and "--norm" not in c and "--loss-scale relative" in c for c in commands)
-    if len(commands) > 1:
-        assert "--init" not in commands[0] and all("--init" in c for c in commands[1:])
-    else:
-        assert training["starts_from"] and "--init" in commands[0]
+    assert ("--init" in commands[0]) == bool(training["starts_from"])
+    assert all("--init" in c for c in commands[1:])
+    assert "--range-weight" in commands[-1]  # the last stage judged the picture as saved, clipped to 0–255
     assert training["data"].startswith("16 photos")
     assert {"content", "style", "tv"} <= set(training["final_losses"])
     assert record["machine"] and record["style_image"]
