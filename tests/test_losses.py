@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests.helpers import random_vgg_state
-from train.losses import PerceptualLoss, gram_matrix, out_of_range, total_variation
+from train.losses import PerceptualLoss, SlicedHistogram, gram_matrix, out_of_range, total_variation
 from train.vgg_weights import build_loss_network, parse_vgg_state
 
 
@@ -127,3 +127,34 @@ def test_relative_total_variation_is_a_per_pixel_mean_in_unit_range():
     assert float(total_variation(image, relative=True)) == pytest.approx(24 / (3 * 8 * 8))
     big = torch.nn.functional.interpolate(image, scale_factor=2, mode="nearest")
     assert float(total_variation(big, relative=True)) == pytest.approx(48 / (3 * 16 * 16))
+
+
+def test_the_sliced_histogram_sees_a_palette_that_gram_matrices_of_the_same_second_moments_miss():
+    torch.manual_seed(0)
+    painting = torch.rand(1, 3, 24, 24) * 2 - 1  # uniform values
+    histogram = SlicedHistogram(painting, directions=8)
+    assert histogram(painting).item() == pytest.approx(0, abs=1e-9)
+    assert histogram(painting[..., torch.randperm(24)]).item() == pytest.approx(0, abs=1e-9)  # order is not asked
+    # the same mean and second moments (Gram matrix) as the painting, another distribution: two values ±1/√3 … ±1
+    signs = torch.sign(painting)
+    two_valued = signs * painting.pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+    torch.testing.assert_close(gram_matrix(two_valued), gram_matrix(painting), atol=0.02, rtol=0.05)
+    assert histogram(two_valued).item() > 20 * histogram(painting + 0.01 * torch.randn_like(painting)).item()
+    # per image: a batch of the painting and a dark copy is as far as the dark copy alone, halved
+    both = torch.cat([painting, painting * 0.3])
+    torch.testing.assert_close(histogram(both), histogram(painting * 0.3) / 2)
+
+
+def test_the_histogram_term_is_weighted_summed_and_off_by_default():
+    torch.manual_seed(0)
+    style = torch.rand(1, 3, 32, 32) * 255
+    content = torch.rand(2, 3, 32, 32) * 255
+    vgg = build_loss_network(parse_vgg_state(random_vgg_state(4), "random"), "vgg16", ["relu1_1", "relu1_2", "relu2_2"])
+    loss = PerceptualLoss(vgg, style, {"relu2_2": 1.0}, {"relu1_2": 1.0}, 1.0, 1.0, 0.0,
+                          histogram_layers={"relu1_1": 2.0}, histogram_weight=3.0)  # fmt: skip
+    terms = loss(content, content)
+    assert terms["histogram/relu1_1"].item() > 0
+    torch.testing.assert_close(terms["histogram"], 6.0 * terms["histogram/relu1_1"])
+    torch.testing.assert_close(terms["total"], sum(terms[k] for k in ("content", "style", "tv", "range", "histogram")))
+    assert loss(style.expand(2, -1, -1, -1), content)["histogram"].item() < 1e-9
+    assert make_loss(style)(content, content)["histogram"].item() == 0

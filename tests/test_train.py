@@ -304,15 +304,23 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
         model.deconv3.conv2d.bias += 200.0  # most of its output now above 255: white once saved
     bright = tmp_path / "bright.safetensors"
     save_model(bright, model, GeneratorSpec(**meta["generator"]), meta["training"])
-    args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4")
+    args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4",
+                      "--histogram-weight", "1")  # fmt: skip
     assert invoke(args).exit_code == 0
     log = read_log(tmp_path / "ranged")
     assert log[0]["range"] > 0 and log[-1]["range"] < 0.3 * log[0]["range"]
-    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in ("content", "style", "tv", "range")), rel=1e-5)
+    parts = ("content", "style", "tv", "range", "histogram")
+    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
     _, ranged = load_model(tmp_path / "ranged" / "model.safetensors")
     assert ranged["training"]["range_weight"] == 1e4
+    assert log[-1]["histogram/relu1_1"] > 0 and ranged["training"]["histogram_weight"] == 1
     assert read_log(out)[-1]["range"] == 0  # off unless asked for (the published recipes judge the raw output)
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--range-weight", "-1"]), "--range-weight")
+    assert_one_line_error(
+        invoke([*train_args(inputs, tmp_path / "x"), "--histogram-weight", "-1"]), "--histogram-weight"
+    )
+    empty = [*train_args(inputs, tmp_path / "x"), "--histogram-weight", "1", "--histogram-layers", ""]
+    assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 
 
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(

@@ -48,6 +48,12 @@ def train(
     range_weight: float = typer.Option(
         None, "--range-weight", help="> 0: judge the output clipped to 0–255, and penalise values outside it."
     ),
+    histogram_layers: str = typer.Option(
+        None, "--histogram-layers", help="Layers whose feature distributions are matched (default relu1_1)."
+    ),
+    histogram_weight: float = typer.Option(
+        None, "--histogram-weight", help="> 0: match those distributions to the painting's (sliced Wasserstein)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -96,6 +102,8 @@ def train(
         tv_weight=tv_weight,
         loss_scale=loss_scale,
         range_weight=range_weight,
+        histogram_layers=histogram_layers,
+        histogram_weight=histogram_weight,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

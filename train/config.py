@@ -36,6 +36,8 @@ class TrainConfig:
     tv_weight: float = 0.0
     loss_scale: str = "absolute"
     range_weight: float = 0.0  # > 0: the loss judges the output clipped to 0–255 and penalises values outside
+    histogram_layers: str = "relu1_1"  # compared as distributions (train.losses.SlicedHistogram) ...
+    histogram_weight: float = 0.0  # ... with this weight; 0: off
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -202,6 +204,8 @@ FIXED_ON_RESUME = (
     "tv_weight",
     "loss_scale",
     "range_weight",
+    "histogram_layers",
+    "histogram_weight",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -281,6 +285,12 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--epochs must be positive")
     if config.range_weight < 0:
         raise UserError("--range-weight must be 0 or more")
+    if config.histogram_weight < 0:
+        raise UserError("--histogram-weight must be 0 or more")
+    if config.histogram_weight and not parse_layers(config.histogram_layers, "--histogram-layers"):
+        raise UserError(
+            "--histogram-layers is empty; name at least one layer, e.g. relu1_1, or set --histogram-weight 0"
+        )
     if config.lr <= 0:
         raise UserError("--lr must be positive")
     if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:

@@ -178,13 +178,17 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
     style = load_style_image(config.style, config.style_size)
     content_layers = parse_layers(config.content_layers, "--content-layers")
     style_layers = parse_layers(config.style_layers, "--style-layers")
+    histogram_layers = parse_layers(config.histogram_layers, "--histogram-layers") if config.histogram_weight else {}
     weights = read_vgg_weights(config.vgg_weights) if config.vgg_weights else download_vgg_weights(config.loss_net)
-    vgg = build_loss_network(weights, config.loss_net, sorted(set(content_layers) | set(style_layers))).to(device)
+    vgg = build_loss_network(
+        weights, config.loss_net, sorted(set(content_layers) | set(style_layers) | set(histogram_layers))
+    ).to(device)
     if channels_last:  # Module.to takes memory_format (documented); the overloads of its annotations omit it
         vgg.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     loss = PerceptualLoss(
         vgg, style.to(device), content_layers, style_layers,
         config.content_weight, config.style_weight, config.tv_weight, config.loss_scale, config.range_weight,
+        histogram_layers, config.histogram_weight,
     )  # fmt: skip
     return loss, weights.source
 
@@ -267,6 +271,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "tv_weight": config.tv_weight,
         "loss_scale": config.loss_scale,
         "range_weight": config.range_weight,
+        "histogram_layers": config.histogram_layers if config.histogram_weight else None,
+        "histogram_weight": config.histogram_weight,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
