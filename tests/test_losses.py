@@ -158,3 +158,10 @@ def test_the_histogram_term_is_weighted_summed_and_off_by_default():
     torch.testing.assert_close(terms["total"], sum(terms[k] for k in ("content", "style", "tv", "range", "histogram")))
     assert loss(style.expand(2, -1, -1, -1), content)["histogram"].item() < 1e-9
     assert make_loss(style)(content, content)["histogram"].item() == 0
+
+
+def test_the_sliced_histogram_lives_on_the_paintings_device():
+    # The loss module is not moved after it is built (train.loop): its buffers must be made where the painting's
+    # features are, or a CUDA run would multiply CPU directions with GPU features. "meta" stands in for a GPU here.
+    histogram = SlicedHistogram(torch.rand(1, 4, 8, 8, device="meta"), directions=3)
+    assert {buffer.device.type for buffer in histogram.buffers()} == {"meta"}

@@ -53,13 +53,13 @@ class SlicedHistogram(nn.Module):
 
     def __init__(self, target: Tensor, directions: int = 64, max_samples: int = 65536, seed: int = 0):
         super().__init__()
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)  # on the CPU: the same directions on every device
         flat = target.float().reshape(target.shape[1], -1)  # (C, H·W) of one painting
         if flat.shape[1] > max_samples:
-            flat = flat[:, torch.randperm(flat.shape[1], generator=generator)[:max_samples]]
-        dirs = torch.randn(flat.shape[0], directions, generator=generator)
+            flat = flat[:, torch.randperm(flat.shape[1], generator=generator)[:max_samples].to(flat.device)]
+        dirs = torch.randn(flat.shape[0], directions, generator=generator).to(flat.device)  # where the features are
         self.register_buffer("directions", dirs / dirs.norm(dim=0, keepdim=True))
-        self.register_buffer("sorted_target", (self.directions.T @ flat.to(dirs.device)).sort(dim=1).values)
+        self.register_buffer("sorted_target", (self.directions.T @ flat).sort(dim=1).values)
         self.register_buffer("scale", flat.pow(2).mean().clamp_min(1e-12))
 
     def forward(self, features: Tensor) -> Tensor:
