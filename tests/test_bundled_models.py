@@ -40,6 +40,7 @@ def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance
     assert ("--init" in commands[0]) == bool(training["starts_from"])
     assert all("--init" in c for c in commands[1:])
     assert "--range-weight" in commands[-1]  # the last stage judged the picture as saved, clipped to 0–255
+    assert "--histogram-weight" in commands[-1]  # ... and the distribution of its colours (the palette)
     assert training["data"].startswith("16 photos")
     assert {"content", "style", "tv"} <= set(training["final_losses"])
     assert record["machine"] and record["style_image"]

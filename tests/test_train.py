@@ -371,7 +371,8 @@ def test_resume_keeps_the_learning_rate_schedule(inputs, tmp_path):
 
 def test_the_balanced_preset_is_the_final_stage_of_the_bundled_styles_recipe():
     """`--preset balanced` gives a user the loss the bundled styles were trained with: FINAL's (their second stage;
-    mosaic and candy then double the style weight), judged in range as in their last stage."""
+    mosaic and candy then double the style weight), judged in range as in their fourth stage (their fifth adds the
+    histogram term, which is for fine-tuning only: docs/recipe.md)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -136,9 +136,9 @@ PRESETS: dict[str, dict] = {
     # file's feature scale (with the Caffe-scale VGG-16 of our assets, relu4_3's raw Gram term is 1e5 times smaller
     # than relu2_2's), and relu2_2 beside relu3_3 in the content loss, which keeps more of the photo (SSIM 0.23 →
     # 0.30 on held-out photos at equal steps, docs/recipe.md), and the output judged as the user will get it, clipped
-    # to 0–255, with values outside penalised (--range-weight; the bundled styles' last stage): without it the
+    # to 0–255, with values outside penalised (--range-weight; the bundled styles' fourth stage): without it the
     # generator paints with values VGG reads as colour and the saved picture shows as white (pale palettes, white
-    # glows at edges).
+    # glows at edges). The histogram term of their fifth stage is not in it: from scratch it holds the style back.
     "balanced": dict(
         arch="johnson",
         loss_net="vgg16",
