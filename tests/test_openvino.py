@@ -29,8 +29,9 @@ def test_compiled_shapes_are_kept_up_to_a_limit(exported_style):
         for side in (16, 20, 24, 28, 32, 16):
             ov(photo_like((side, side), 2))
         inner = ov.backend.inner  # tiled: OpenVINO takes statistics from outside (cut-outs, large photos)
-        assert len(inner._requests) == inner.shapes_kept == 4
-        assert list(inner._requests)[-1] == (1, 16, 16, 3)
+        shapes = inner._compiled.shapes()
+        assert len(shapes) == inner.shapes_kept == 4
+        assert list(shapes[-1].values()) == [(1, 16, 16, 3)]
 
 
 def test_auto_picks_openvino_only_for_an_int8_file_and_the_cli_can_name_it(exported_style, tmp_path):

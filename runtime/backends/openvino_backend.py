@@ -37,6 +37,34 @@ class _Input:
         self.name = name
 
 
+class CompiledPerShape:
+    """The model compiled for each set of input shapes it is run with (OpenVINO's CPU plugin is fastest with static
+    shapes), the `kept` most recently used kept: one infer request each."""
+
+    def __init__(self, core, model, config: dict, kept: int):
+        self.core, self.model, self.config, self.kept = core, model, config, kept
+        self._requests: OrderedDict[tuple, Any] = OrderedDict()
+
+    def request(self, shapes: dict[str, tuple[int, ...]]):
+        key = tuple(shapes.items())
+        request = self._requests.get(key)
+        if request is None:
+            model = self.model.clone()
+            model.reshape({name: list(shape) for name, shape in shapes.items()})
+            request = self._requests[key] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
+            while len(self._requests) > self.kept:
+                self._requests.popitem(last=False)
+        self._requests.move_to_end(key)
+        return request
+
+    def shapes(self) -> list[dict[str, tuple[int, ...]]]:
+        """The input shapes compiled now, least recently used first."""
+        return [dict(key) for key in self._requests]
+
+    def clear(self) -> None:
+        self._requests.clear()
+
+
 class OpenVinoSession:
     """A graph derived from the model (runtime.tiling) compiled per input shapes, with the part of ONNX Runtime's
     InferenceSession interface that runtime.tiling calls."""
@@ -44,25 +72,16 @@ class OpenVinoSession:
     def __init__(self, core, model_bytes: bytes, shapes_kept: int = 4, config: dict | None = None):
         import openvino as ov
 
-        self.core, self.shapes_kept, self.config = core, shapes_kept, config or CONFIG
         self.model = core.read_model(model_bytes, ov.Tensor(type=ov.Type.u8, shape=[0]))
-        self._compiled: OrderedDict[tuple, Any] = OrderedDict()
+        self._compiled = CompiledPerShape(core, self.model, config or CONFIG, shapes_kept)
 
     def get_inputs(self) -> list[_Input]:
         return [_Input(port.get_any_name()) for port in self.model.inputs]
 
     def run(self, output_names, feeds: dict[str, np.ndarray], run_options=None) -> list[np.ndarray]:
-        key = tuple((name, value.shape) for name, value in feeds.items())
-        compiled = self._compiled.get(key)
-        if compiled is None:
-            model = self.model.clone()
-            model.reshape({name: list(value.shape) for name, value in feeds.items()})
-            compiled = self._compiled[key] = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-            while len(self._compiled) > self.shapes_kept:
-                self._compiled.popitem(last=False)
-        self._compiled.move_to_end(key)
-        compiled.infer(feeds)
-        return [compiled.get_output_tensor(i).data.copy() for i in range(len(self.model.outputs))]
+        request = self._compiled.request({name: value.shape for name, value in feeds.items()})
+        request.infer(feeds)
+        return [request.get_output_tensor(i).data.copy() for i in range(len(self.model.outputs))]
 
 
 class OpenVinoBackend(Backend):
@@ -108,19 +127,7 @@ class OpenVinoBackend(Backend):
             except ValueError as exc:
                 raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
             self.guess_channel_order(path)
-        self._requests: OrderedDict[tuple, object] = OrderedDict()
-
-    def _request(self, shape: tuple):
-        request = self._requests.get(shape)
-        if request is None:
-            model = self.model.clone()
-            model.reshape({model.inputs[0].get_any_name(): list(shape)})
-            request = self.core.compile_model(model, "CPU", self.config).create_infer_request()
-            self._requests[shape] = request
-            while len(self._requests) > self.shapes_kept:
-                self._requests.popitem(last=False)
-        self._requests.move_to_end(shape)
-        return request
+        self._compiled = CompiledPerShape(self.core, self.model, self.config, shapes_kept)
 
     def session_like(self, model_bytes: bytes) -> OpenVinoSession:
         """A graph derived from this model (runtime.tiling), compiled as this model is."""
@@ -128,9 +135,9 @@ class OpenVinoBackend(Backend):
         return OpenVinoSession(self.core, model_bytes, max(self.shapes_kept, 12), self.config)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        request = self._request(tuple(batch.shape))
+        request = self._compiled.request({self.model.inputs[0].get_any_name(): tuple(batch.shape)})
         request.infer({0: batch})
         return request.get_output_tensor(0).data.copy()
 
     def close(self) -> None:
-        self._requests.clear()
+        self._compiled.clear()
