@@ -127,6 +127,7 @@ class OpenVinoBackend(Backend):
             except ValueError as exc:
                 raise ValueError(f"{path}: not an image-to-image model ({exc})") from None
             self.guess_channel_order(path)
+        self._input = self.model.inputs[0].get_any_name()  # read once: run() keys the compiled requests by it
         self._compiled = CompiledPerShape(self.core, self.model, self.config, shapes_kept)
 
     def session_like(self, model_bytes: bytes) -> OpenVinoSession:
@@ -135,7 +136,7 @@ class OpenVinoBackend(Backend):
         return OpenVinoSession(self.core, model_bytes, max(self.shapes_kept, 12), self.config)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        request = self._compiled.request({self.model.inputs[0].get_any_name(): tuple(batch.shape)})
+        request = self._compiled.request({self._input: tuple(batch.shape)})
         request.infer({0: batch})
         return request.get_output_tensor(0).data.copy()
 
