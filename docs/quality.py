@@ -29,7 +29,7 @@ from runtime.images import read_photo  # noqa: E402
 from runtime.stylizer import Stylizer  # noqa: E402
 from scripts.train_bundled_styles import STYLES, TRAINING_SET  # noqa: E402
 from toolkit.contact_sheet import contact_sheet  # noqa: E402
-from train.quality import GramCloseness, halo, palette_distance, ssim, stripe_share  # noqa: E402
+from train.quality import GramCloseness, echo, halo, palette_distance, ssim, stripe_share  # noqa: E402
 
 SIZE = 512  # every photo is stylized with its long side at this many pixels
 SHEET_PHOTOS = (
@@ -37,7 +37,7 @@ SHEET_PHOTOS = (
 )  # fmt: skip
 JUDGE = "vgg/vgg19_torchvision_features_0-10.pth"
 JOHNSON = {"mosaic": "models/fns_mosaic.onnx", "candy": "models/fns_candy.onnx"}
-METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "halo")
+METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "halo", "echo")
 
 
 def held_out_photos(assets: Path) -> list[Path]:
@@ -87,6 +87,7 @@ def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judg
         striped += round(report.share * report.flat_tiles) if report.flat_tiles else 0
         flat += report.flat_tiles
         values["halo"].append(halo(photo, out))
+        values["echo"].append(echo(photo, out))
     result = {m: float(np.nanmean(v)) if v else math.nan for m, v in values.items() if m != "stripes"}
     result["stripes"] = striped / flat if flat else math.nan
     return result
@@ -199,6 +200,10 @@ def write_report(
         "(one frequency holds ≥ 50 % of the detail, amplitude > 2) | lower |",
         "| halo | luma gained 2–6 px from the photo's strong edges minus that gained 12–24 px away, over flat "
         "pixels: a white outline scores tens, dark lead lines below 0 | near 0 or below |",
+        "| echo | share of flat pixels 9–28 px from the photo's strong edges where the picture draws a line (luma "
+        "gradient > 60), minus that share 41–63 px away, in points: ghost outlines echoing each figure with a light "
+        "band between, and bare open areas, score several points; cells spread evenly across the sky about 0 | "
+        "near 0 or below |",
         "",
     ]
     if overrides:
@@ -206,11 +211,12 @@ def write_report(
                   + ", ".join(f"`{k}` = `{v}`" for k, v in overrides.items()), ""]  # fmt: skip
     for style, rows in results.items():
         lines += [f"## {style}", "", f"![{style}]({figures.name}/{style}.jpg)", ""]
-        lines += ["| model | closeness | @512 | @256 | palette | ssim | stripes | halo |", "|---" * 8 + "|"]
+        lines += ["| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo |", "|---" * 9 + "|"]
         for label, m in rows.items():
             lines.append(
                 f"| {label} | {m['closeness']:.3f} | {m['closeness@512']:.3f} | {m['closeness@256']:.3f} | "
-                f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} |"
+                f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} | "
+                f"{m['echo']:+.1f} |"
             )
         lines.append("")
     lines += [

@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from runtime.errors import UserError
+from train.config import resolve
 from train.data import CropDataset, crop_to_square, load_style_image, open_rgb, scan_folder
 
 
@@ -61,3 +62,43 @@ def test_style_image_long_side_is_resized(tmp_path):
     assert load_style_image(tmp_path / "s.png", None).shape == (1, 3, 50, 100)
     with pytest.raises(UserError, match="style image not found"):
         load_style_image(tmp_path / "missing.png", None)
+
+
+def _ramp(width: int, height: int) -> Image.Image:
+    """Red channel = x * 255 / (width - 1): a crop's red span tells which share of the photo's width it shows."""
+    red = np.linspace(0, 255, width)[None, :].repeat(height, 0)
+    return Image.fromarray(np.stack([red, red, red], -1).round().astype(np.uint8))
+
+
+def test_zoom_one_crops_the_whole_short_side_as_before():
+    photo = _ramp(90, 60)
+    for seed in range(5):
+        plain = np.asarray(crop_to_square(photo, 30, "random", np.random.default_rng(seed)))
+        zoom1 = np.asarray(crop_to_square(photo, 30, "random", np.random.default_rng(seed), zoom=1.0))
+        assert (plain == zoom1).all()
+        span = int(plain[..., 0].max()) - int(plain[..., 0].min())
+        assert 160 <= span <= 175  # a 30-px crop of the 45 × 30 resize shows two thirds of the width
+
+
+def test_zoom_crops_smaller_parts_of_the_photo_but_never_beyond_its_own_pixels():
+    photo = _ramp(300, 200)  # short side 200; crops of 20 px, zoom up to 8 (capped at 200 / 20 = 10)
+    spans = []
+    for seed in range(40):
+        crop = np.asarray(crop_to_square(photo, 20, "random", np.random.default_rng(seed), zoom=8.0))
+        assert crop.shape == (20, 20, 3)
+        spans.append(int(crop[..., 0].max()) - int(crop[..., 0].min()))
+    # zoom 1 would show 20 / 30 of the width (span 170); zoom 8 shows 20 / 240 (span ~21)
+    assert min(spans) < 40 and max(spans) <= 175 and np.median(spans) < 100
+    small = _ramp(40, 25)  # short side 25: zoom 8 may enlarge a 20-px crop's source to 25 px at most
+    for seed in range(20):
+        crop = np.asarray(crop_to_square(small, 20, "random", np.random.default_rng(seed), zoom=8.0))
+        span = int(crop[..., 0].max()) - int(crop[..., 0].min())
+        assert span >= 255 * 19 / 39 - 8  # at least the 20 / 40 of the width a 25-px short side shows
+
+
+def test_zoom_is_checked():
+    with pytest.raises(UserError, match="--zoom must be 1 or more"):
+        resolve({"zoom": 0.5})
+    with pytest.raises(UserError, match="--zoom needs --crop random"):
+        resolve({"zoom": 2.0, "crop": "center"})
+    assert resolve({"zoom": 2.0, "crop": "random"}).zoom == 2.0

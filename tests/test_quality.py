@@ -6,7 +6,7 @@ import torch
 from skimage.metrics import structural_similarity
 
 from tests.helpers import photo_like, random_vgg_state
-from train.quality import GramCloseness, halo, palette_distance, periodicity, ssim, stripe_share
+from train.quality import GramCloseness, echo, halo, palette_distance, periodicity, ssim, stripe_share
 
 
 def grey(size=(128, 128), level=128) -> np.ndarray:
@@ -79,6 +79,22 @@ def test_a_white_outline_round_a_figure_is_a_halo_and_a_dark_one_is_not():
     assert halo(photo, dark) < -20
     # a global brightening is not a halo
     assert halo(photo, np.clip(photo.astype(int) + 30, 0, 255).astype(np.uint8)) == pytest.approx(0.0, abs=0.5)
+
+
+def test_a_ghost_outline_round_a_figure_is_an_echo_and_even_cells_are_not():
+    photo = grey((200, 200), 170)
+    yy, xx = np.mgrid[:200, :200]
+    r = np.hypot(yy - 100, xx - 100)
+    photo[r < 30] = 40  # a dark figure on a light backdrop: flat pixels up to ~70 px from its edge
+    assert echo(photo, photo) == pytest.approx(0.0)
+    ghost = photo.copy()
+    ghost[(r >= 48) & (r <= 50)] = 30  # a dark line 18 px out, open backdrop beyond it
+    assert echo(photo, ghost) > 10
+    cells = photo.copy()
+    lines = (yy % 12 < 2) | (xx % 12 < 2)  # lead lines everywhere, as evenly near the figure as far from it
+    cells[lines] = 255 - photo[lines]  # (light on the dark figure, dark on the backdrop)
+    assert abs(echo(photo, cells)) < 5
+    assert np.isnan(echo(grey((200, 200), 170), cells))  # no edge in the photo: nothing to be near to
 
 
 def test_gram_closeness_is_zero_for_the_painting_and_larger_for_a_photo(tmp_path):

@@ -30,6 +30,9 @@ def train(
     image_size: int = typer.Option(None, "--image-size", help="Side of the square training crops."),
     style_size: int = typer.Option(None, "--style-size", help="Resize the style image's long side to this."),
     crop: str = typer.Option(None, "--crop", help="random or center crops (after resizing the short side)."),
+    zoom: float = typer.Option(
+        None, "--zoom", help="Random crops from the short side enlarged up to this factor (1: the whole short side)."
+    ),
     batch_size: int = typer.Option(None, "--batch-size"),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps in all (a resumed run may raise it)."),
     epochs: float = typer.Option(None, "--epochs", help="Passes over the data folder, instead of --steps."),
@@ -90,6 +93,7 @@ def train(
         image_size=image_size,
         style_size=style_size,
         crop=crop,
+        zoom=zoom,
         batch_size=batch_size,
         steps=steps,
         epochs=epochs,

@@ -23,6 +23,7 @@ class TrainConfig:
     image_size: int = 256
     style_size: int | None = None
     crop: str = "random"
+    zoom: float = 1.0  # random crops from the short side resized to image_size × [1, zoom] (train.data)
     batch_size: int = 4
     steps: int | None = None
     epochs: float | None = None
@@ -194,6 +195,7 @@ FIXED_ON_RESUME = (
     "image_size",
     "style_size",
     "crop",
+    "zoom",
     "batch_size",
     "loss_net",
     "vgg_weights",
@@ -283,6 +285,10 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--steps must be positive")
     if config.epochs is not None and config.epochs <= 0:
         raise UserError("--epochs must be positive")
+    if config.zoom < 1:
+        raise UserError("--zoom must be 1 or more (1: crops from the whole short side)")
+    if config.zoom > 1 and config.crop != "random":
+        raise UserError("--zoom needs --crop random (centre crops always show the whole short side)")
     if config.range_weight < 0:
         raise UserError("--range-weight must be 0 or more")
     if config.histogram_weight < 0:

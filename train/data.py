@@ -103,10 +103,21 @@ def scan_folder(root: str | Path) -> ImageFolder:
     return ImageFolder(root, files, unreadable)
 
 
-def crop_to_square(image: Image.Image, size: int, mode: str, rng: np.random.Generator | None) -> Image.Image:
-    """Resize the short side to `size`, then take a `size`×`size` crop (random or centred; `rng` for random ones)."""
+def crop_to_square(
+    image: Image.Image, size: int, mode: str, rng: np.random.Generator | None, zoom: float = 1.0
+) -> Image.Image:
+    """Resize the short side to `size`, then take a `size`×`size` crop (random or centred; `rng` for random ones).
+
+    `zoom` > 1 (random crops only): resize the short side to `size` × a factor drawn log-uniformly from [1, zoom]
+    instead, never above the photo's own short side, so that the crops show the photo's structure at the scales
+    the model will be used at (a 512-px photo's sky spans more pixels than a 192-px one's)."""
     w, h = image.size
-    scale = size / min(w, h)
+    target = size
+    if zoom > 1 and mode == "random":
+        assert rng is not None
+        factor = float(np.exp(rng.uniform(0.0, np.log(zoom))))
+        target = max(size, min(round(size * factor), min(w, h)))
+    scale = target / min(w, h)
     new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
     image = image.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
     if mode == "center":
@@ -124,11 +135,12 @@ class CropDataset(torch.utils.data.Dataset):
     its name is returned so the trainer can report it once.
     """
 
-    def __init__(self, files: list[Path], size: int, crop: str, seed: int):
+    def __init__(self, files: list[Path], size: int, crop: str, seed: int, zoom: float = 1.0):
         self.files = files
         self.size = size
         self.crop = crop
         self.seed = seed
+        self.zoom = zoom
 
     def __len__(self) -> int:  # the stream is endless; the sampler decides how much of it is read
         return 2**62
@@ -149,7 +161,7 @@ class CropDataset(torch.utils.data.Dataset):
                 failed.append(f"{path}\t{exc}")
                 continue
             rng = np.random.default_rng([self.seed, 1, index])
-            return image_to_tensor(crop_to_square(image, self.size, self.crop, rng)), "\n".join(failed)
+            return image_to_tensor(crop_to_square(image, self.size, self.crop, rng, self.zoom)), "\n".join(failed)
         raise UserError(f"none of the {n} images in the data folder could be decoded")
 
 

@@ -244,7 +244,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
 
     sample_inputs = _sample_inputs(folder.files, config.image_size)
 
-    dataset = CropDataset(folder.files, config.image_size, config.crop, config.seed)
+    dataset = CropDataset(folder.files, config.image_size, config.crop, config.seed, config.zoom)
     workers = (
         config.workers if config.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
     )

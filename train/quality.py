@@ -7,6 +7,8 @@ All images are H×W×3 uint8 RGB arrays. Everything except `GramCloseness` is nu
 - `ssim`: Wang et al.'s structural similarity of the luma, skimage's defaults (7×7 uniform window).
 - `stripe_share`: share of the photo's flat regions in which the stylized picture has a periodic pattern it added.
 - `halo`: how much brighter the stylized picture gets in a band just outside the photo's strong edges.
+- `echo`: how much more of the stylized picture's line work sits in a band around the photo's figures than far from
+  them (ghost outlines echoing a figure, with a light band between).
 - `GramCloseness`: Gram-matrix distance to the painting measured by a VGG that did not train the model, at several
   image scales so that structures larger than a VGG receptive field count too.
 """
@@ -152,15 +154,19 @@ def _dilate(mask: np.ndarray) -> np.ndarray:
     return grown
 
 
-def edge_distance(photo: np.ndarray, threshold: float = 40.0, limit: int = 32) -> np.ndarray:
-    """City-block distance (pixels, capped at `limit`) to the nearest strong edge of the photo's luma, where a
-    strong edge is a central-difference gradient above `threshold` (0–255 units per 2 pixels)."""
-    y = luma(photo)
+def gradient_magnitude(y: np.ndarray) -> np.ndarray:
+    """Central-difference gradient magnitude (units per 2 pixels; 0 on the border)."""
     gy, gx = np.zeros_like(y), np.zeros_like(y)
     gy[1:-1] = y[2:] - y[:-2]
     gx[:, 1:-1] = y[:, 2:] - y[:, :-2]
-    reached = np.hypot(gx, gy) > threshold
-    distance = np.full(y.shape, limit, np.int32)
+    return np.hypot(gx, gy)
+
+
+def edge_distance(photo: np.ndarray, threshold: float = 40.0, limit: int = 32) -> np.ndarray:
+    """City-block distance (pixels, capped at `limit`) to the nearest strong edge of the photo's luma, where a
+    strong edge is a central-difference gradient above `threshold` (0–255 units per 2 pixels)."""
+    reached = gradient_magnitude(luma(photo)) > threshold
+    distance = np.full(reached.shape, limit, np.int32)
     distance[reached] = 0
     for d in range(1, limit):
         grown = _dilate(reached)
@@ -186,6 +192,27 @@ def halo(
     if near_px.sum() < 50 or far_px.sum() < 50:
         return float("nan")
     return float(change[near_px].mean() - change[far_px].mean())
+
+
+def echo(
+    photo: np.ndarray, output: np.ndarray, near: tuple[int, int] = (9, 28), far: tuple[int, int] = (41, 63),
+    threshold: float = 60.0,
+) -> float:  # fmt: skip
+    """Line work concentrated around the photo's figures, in percentage points: the share of the photo's flat
+    pixels `near` pixels from a strong edge where the output has a strong edge (luma gradient > `threshold`), minus
+    the same share `far` from one.
+
+    A style that paints flat regions evenly (cells across a whole sky) scores about 0 or below; one that echoes
+    each figure's outline a few pixels out, with a light band between, and leaves open sky bare scores several
+    points. nan when the photo has no flat pixels in one of the bands."""
+    distance = edge_distance(photo, limit=far[1] + 1)
+    flat = flat_mask(photo)
+    lines = gradient_magnitude(luma(output)) > threshold
+    near_px = flat & (distance >= near[0]) & (distance <= near[1])
+    far_px = flat & (distance >= far[0]) & (distance <= far[1])
+    if near_px.sum() < 50 or far_px.sum() < 50:
+        return float("nan")
+    return float(100 * (lines[near_px].mean() - lines[far_px].mean()))
 
 
 class GramCloseness:
