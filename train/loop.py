@@ -276,6 +276,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
+        "crop": config.crop,
+        "zoom": config.zoom,
         "batch_size": config.batch_size,
         "lr": config.lr,
         "seed": config.seed,
