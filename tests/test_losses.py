@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from tests.helpers import random_vgg_state
-from train.losses import PerceptualLoss, SlicedHistogram, gram_matrix, out_of_range, total_variation
+from train.losses import PerceptualLoss, SlicedHistogram, gram_matrix, out_of_range, tile_grams, total_variation
 from train.vgg_weights import build_loss_network, parse_vgg_state
 
 
@@ -165,3 +165,53 @@ def test_the_sliced_histogram_lives_on_the_paintings_device():
     # features are, or a CUDA run would multiply CPU directions with GPU features. "meta" stands in for a GPU here.
     histogram = SlicedHistogram(torch.rand(1, 4, 8, 8, device="meta"), directions=3)
     assert {buffer.device.type for buffer in histogram.buffers()} == {"meta"}
+
+
+def test_tile_grams_split_the_picture_into_cells_whose_grams_average_to_the_whole():
+    torch.manual_seed(0)
+    features = torch.rand(2, 3, 10, 12)
+    torch.testing.assert_close(tile_grams(features, 1), gram_matrix(features))
+    cells = tile_grams(features, 2)  # 5×6 cells of equal size: their mean is the whole picture's Gram matrix
+    assert cells.shape == (8, 3, 3)
+    torch.testing.assert_close(cells.reshape(4, 2, 3, 3).mean(dim=0), gram_matrix(features))
+    torch.testing.assert_close(cells[2:4], gram_matrix(features[:, :, :5, 6:]))  # cell by cell: the top right
+
+
+class _PixelsAsFeatures(torch.nn.Module):
+    """A 'loss network' whose every layer is the picture itself: Gram matrices of pixel values."""
+
+    def forward(self, images, layers):
+        return {name: images / 255.0 for name in layers}
+
+
+def test_with_a_style_grid_texture_on_half_the_picture_no_longer_matches_the_painting():
+    # The painting: random ±1 pixels all over. One output has such texture all over, the other has it twice as
+    # strong (√2 × the amplitude) on its left half and is flat on the right: the same Gram matrix over the whole
+    # picture, but its right-hand cells carry none of the painting's texture, which a style grid sees.
+    generator = torch.Generator().manual_seed(0)
+
+    def texture(height, width, amplitude=1.0):
+        signs = torch.randint(0, 2, (1, 3, height, width), generator=generator) * 2.0 - 1.0
+        return 255.0 * amplitude * signs
+
+    painting, everywhere = texture(64, 64), texture(64, 64)
+    half = torch.cat([texture(64, 32, 2**0.5), torch.zeros(1, 3, 64, 32)], dim=3)
+    losses = {}
+    for grid in (1, 2):
+        loss = PerceptualLoss(_PixelsAsFeatures(), painting, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, "relative",
+                              style_grid=grid)  # fmt: skip
+        losses[grid] = {name: float(loss(out, out)["style"]) for name, out in (("all", everywhere), ("half", half))}
+    assert losses[1]["half"] < 0.01 and losses[1]["all"] < 0.01  # the whole picture's Gram matrix: both match
+    assert losses[2]["half"] > 0.4  # per cell: the flat half is far from the painting ...
+    assert losses[2]["all"] < 0.02  # ... and texture everywhere still matches
+    with pytest.raises(ValueError, match="style grid"):
+        PerceptualLoss(_PixelsAsFeatures(), painting, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, style_grid=0)
+    # only the layers named: relu2_2 per cell, relu1_2 over the whole picture
+    two = {"relu1_2": 1.0, "relu2_2": 1.0}
+    loss = PerceptualLoss(_PixelsAsFeatures(), painting, {}, two, 0.0, 1.0, 0.0, "relative", style_grid=2,
+                          style_grid_layers=["relu2_2"])  # fmt: skip
+    terms = loss(half, half)
+    assert float(terms["style/relu1_2"]) < 0.01 and float(terms["style/relu2_2"]) > 0.4
+    with pytest.raises(ValueError, match="relu3_3 are not style layers"):
+        PerceptualLoss(_PixelsAsFeatures(), painting, {}, two, 0.0, 1.0, 0.0, style_grid=2,
+                       style_grid_layers=["relu3_3"])  # fmt: skip

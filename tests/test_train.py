@@ -305,7 +305,7 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     bright = tmp_path / "bright.safetensors"
     save_model(bright, model, GeneratorSpec(**meta["generator"]), meta["training"])
     args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4",
-                      "--histogram-weight", "1")  # fmt: skip
+                      "--histogram-weight", "1", "--style-grid", "2")  # fmt: skip
     assert invoke(args).exit_code == 0
     log = read_log(tmp_path / "ranged")
     assert log[0]["range"] > 0 and log[-1]["range"] < 0.3 * log[0]["range"]
@@ -314,11 +314,15 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     _, ranged = load_model(tmp_path / "ranged" / "model.safetensors")
     assert ranged["training"]["range_weight"] == 1e4
     assert log[-1]["histogram/relu1_1"] > 0 and ranged["training"]["histogram_weight"] == 1
+    assert ranged["training"]["style_grid"] == 2 and meta["training"]["style_grid"] == 1
     assert read_log(out)[-1]["range"] == 0  # off unless asked for (the published recipes judge the raw output)
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--range-weight", "-1"]), "--range-weight")
     assert_one_line_error(
         invoke([*train_args(inputs, tmp_path / "x"), "--histogram-weight", "-1"]), "--histogram-weight"
     )
+    assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--style-grid", "0"]), "--style-grid")
+    not_style = [*train_args(inputs, tmp_path / "x"), "--style-grid", "2", "--style-grid-layers", "relu5_1"]
+    assert_one_line_error(invoke(not_style), "--style-grid-layers: relu5_1 not in --style-layers")
     empty = [*train_args(inputs, tmp_path / "x"), "--histogram-weight", "1", "--histogram-layers", ""]
     assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 

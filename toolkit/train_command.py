@@ -42,6 +42,12 @@ def train(
     ),
     content_layers: str = typer.Option(None, "--content-layers", help="e.g. relu2_2 or relu2_2:1,relu3_3:0.5"),
     style_layers: str = typer.Option(None, "--style-layers", help="e.g. relu1_2,relu2_2,relu3_3,relu4_3"),
+    style_grid: int = typer.Option(
+        None, "--style-grid", help="Match the painting's Gram matrices in each cell of a GRID×GRID split (1: whole)."
+    ),
+    style_grid_layers: str = typer.Option(
+        None, "--style-grid-layers", help="The style layers --style-grid applies to (default: all of them)."
+    ),
     content_weight: float = typer.Option(None, "--content-weight"),
     style_weight: float = typer.Option(None, "--style-weight"),
     loss_scale: str = typer.Option(
@@ -101,6 +107,8 @@ def train(
         vgg_weights=_abs(vgg_weights),
         content_layers=content_layers,
         style_layers=style_layers,
+        style_grid=style_grid,
+        style_grid_layers=style_grid_layers,
         content_weight=content_weight,
         style_weight=style_weight,
         tv_weight=tv_weight,

@@ -32,6 +32,8 @@ class TrainConfig:
     vgg_weights: str | None = None
     content_layers: str = "relu2_2"
     style_layers: str = "relu1_2,relu2_2,relu3_3,relu4_3"
+    style_grid: int = 1  # > 1: Gram matrices of each cell of a grid×grid split of the output (train.losses) ...
+    style_grid_layers: str = ""  # ... at these style layers; empty: at every style layer
     content_weight: float = 1e5
     style_weight: float = 1e10
     tv_weight: float = 0.0
@@ -201,6 +203,8 @@ FIXED_ON_RESUME = (
     "vgg_weights",
     "content_layers",
     "style_layers",
+    "style_grid",
+    "style_grid_layers",
     "content_weight",
     "style_weight",
     "tv_weight",
@@ -289,6 +293,11 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--zoom must be 1 or more (1: crops from the whole short side)")
     if config.zoom > 1 and config.crop != "random":
         raise UserError("--zoom needs --crop random (centre crops always show the whole short side)")
+    if config.style_grid < 1:
+        raise UserError("--style-grid must be 1 or more (1: Gram matrices of the whole output)")
+    grid_layers = parse_layers(config.style_grid_layers, "--style-grid-layers")
+    if unknown := sorted(set(grid_layers) - set(parse_layers(config.style_layers, "--style-layers"))):
+        raise UserError(f"--style-grid-layers: {', '.join(unknown)} not in --style-layers ({config.style_layers})")
     if config.range_weight < 0:
         raise UserError("--range-weight must be 0 or more")
     if config.histogram_weight < 0:

@@ -188,7 +188,8 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
     loss = PerceptualLoss(
         vgg, style.to(device), content_layers, style_layers,
         config.content_weight, config.style_weight, config.tv_weight, config.loss_scale, config.range_weight,
-        histogram_layers, config.histogram_weight,
+        histogram_layers, config.histogram_weight, config.style_grid,
+        list(parse_layers(config.style_grid_layers, "--style-grid-layers")) or None,
     )  # fmt: skip
     return loss, weights.source
 
@@ -266,6 +267,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "vgg_weights": vgg_source,
         "content_layers": config.content_layers,
         "style_layers": config.style_layers,
+        "style_grid": config.style_grid,
+        "style_grid_layers": config.style_grid_layers or None,
         "content_weight": config.content_weight,
         "style_weight": config.style_weight,
         "tv_weight": config.tv_weight,
