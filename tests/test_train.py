@@ -323,6 +323,8 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--style-grid", "0"]), "--style-grid")
     not_style = [*train_args(inputs, tmp_path / "x"), "--style-grid", "2", "--style-grid-layers", "relu5_1"]
     assert_one_line_error(invoke(not_style), "--style-grid-layers: relu5_1 not in --style-layers")
+    too_fine = [*train_args(inputs, tmp_path / "x"), "--style-grid", "64", "--style-layers", "relu1_2,relu2_2"]
+    assert_one_line_error(invoke(too_fine), "--style-grid 64: relu2_2 is")
     empty = [*train_args(inputs, tmp_path / "x"), "--histogram-weight", "1", "--histogram-layers", ""]
     assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 

@@ -298,6 +298,16 @@ def validate(config: TrainConfig) -> None:
     grid_layers = parse_layers(config.style_grid_layers, "--style-grid-layers")
     if unknown := sorted(set(grid_layers) - set(parse_layers(config.style_layers, "--style-layers"))):
         raise UserError(f"--style-grid-layers: {', '.join(unknown)} not in --style-layers ({config.style_layers})")
+    # reluB_N sees the crop pooled B-1 times: every cell of the grid must keep at least one feature
+    sides = {name: config.image_size // 2 ** (int(name[4]) - 1)
+             for name in grid_layers or parse_layers(config.style_layers, "--style-layers")
+             if name[:4] == "relu" and name[4:5].isdigit()}  # fmt: skip
+    if config.style_grid > 1 and sides and config.style_grid > min(sides.values()):
+        name = min(sides, key=lambda layer: sides[layer])
+        raise UserError(
+            f"--style-grid {config.style_grid}: {name} is {sides[name]}×{sides[name]} at --image-size "
+            f"{config.image_size}; use a grid of at most {sides[name]} or a larger --image-size"
+        )
     if config.range_weight < 0:
         raise UserError("--range-weight must be 0 or more")
     if config.histogram_weight < 0:
