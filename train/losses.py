@@ -106,7 +106,7 @@ class PerceptualLoss(nn.Module):
     `style_grid` > 1: the style term compares the painting's Gram matrices with those of each cell of a
     `style_grid`×`style_grid` split of the output, not of the whole output. A Gram matrix is an average over the
     picture, so a generator can meet it by painting strong texture round the photo's figures and leaving open sky
-    bare (measured on mosaic: line work 9–28 px from figures, none 40–60 px out; the yardstick's `echo`); per cell,
+    bare (measured on mosaic: more line work 9–28 px from figures than 41–63 px out, the yardstick's `echo`); per cell,
     every part of the picture has to carry the painting's texture. 1 (the published recipes): the whole output.
     `style_grid_layers`: the style layers compared per cell (None: all); the others compare the whole output.
     """
@@ -142,7 +142,6 @@ class PerceptualLoss(nn.Module):
         self.range_weight = range_weight
         if style_grid < 1:
             raise ValueError(f"style grid must be 1 or more, not {style_grid}")
-        self.style_grid = style_grid
         grid_layers = list(style_layers) if style_grid_layers is None else list(style_grid_layers)
         if unknown := sorted(set(grid_layers) - set(style_layers)):
             raise ValueError(f"style grid layers {', '.join(unknown)} are not style layers")
