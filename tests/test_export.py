@@ -12,12 +12,14 @@ import export.checks
 from export.checks import natural_images
 from export.onnx_export import read_metadata
 from export.pipeline import export_model
+from runtime.errors import UserError
 from tests.helpers import assert_one_line_error
 from tests.test_generators import pytorch_examples_keys
 from toolkit.cli import app
 from train.checkpoint import save_model
 from train.generators import GeneratorSpec, build_generator
 from train.johnson import TransformerNet
+from train.onnx_weights import generator_from_onnx
 
 runner = CliRunner()
 
@@ -70,6 +72,21 @@ def test_export_passes_its_checks_and_keeps_instance_statistics(exported):
         assert [n.op_type for n in model.graph.node if "stylized" in n.output] == ["Cast"]
 
 
+def test_the_exported_file_gives_back_the_weights_it_was_exported_from(exported):
+    """`toolkit train --init NAME.onnx`: fine-tuning from an exported file starts from exactly its weights."""
+    (arch, norm, _), result, generator = exported
+    if norm == "batch":  # folded into the convolutions by the exporter: refused, not rebuilt wrong
+        with pytest.raises(UserError, match="folded this batch-norm generator's statistics"):
+            generator_from_onnx(result.files[0])
+        return
+    rebuilt, spec = generator_from_onnx(result.files[0])
+    assert (spec.arch, spec.norm, spec.width) == (arch, norm, 0.5)
+    expected = generator.state_dict()
+    assert set(rebuilt.state_dict()) == set(expected)
+    for name, value in rebuilt.state_dict().items():
+        torch.testing.assert_close(value, expected[name], atol=0, rtol=0, msg=name)
+
+
 def test_exported_graph_takes_any_batch_and_size_in_its_io_contract(exported):
     (arch, norm, io), result, _ = exported
     session = ort.InferenceSession(result.files[0], providers=["CPUExecutionProvider"])
@@ -85,7 +102,7 @@ def test_exported_graph_takes_any_batch_and_size_in_its_io_contract(exported):
 
 
 def test_fp16_export_keeps_every_instance_norm_in_fp32_and_stays_accurate(tmp_path):
-    path, _ = trained_model(tmp_path / "run", "johnson", "instance")
+    path, generator = trained_model(tmp_path / "run", "johnson", "instance")
     result = export_model(path, tmp_path / "out", name="style", fp16=True)
     assert result.ok, [c for c in result.checks if not c.ok]
     assert sorted(p.rsplit("/", 1)[1] for p in result.files) == ["style.fp16.onnx", "style.onnx"]
@@ -101,6 +118,9 @@ def test_fp16_export_keeps_every_instance_norm_in_fp32_and_stays_accurate(tmp_pa
         assert cast.op_type == "Cast" and cast.attribute[0].i == onnx.TensorProto.FLOAT
         assert conv_weights[norm.input[1]] == conv_weights[norm.input[2]] == onnx.TensorProto.FLOAT
     assert onnx.TensorProto.FLOAT16 in conv_weights.values()
+    rebuilt, _ = generator_from_onnx(tmp_path / "out" / "style.fp16.onnx")  # --init from it: fp16-rounded weights
+    for name, value in rebuilt.state_dict().items():
+        torch.testing.assert_close(value, generator.state_dict()[name], atol=1e-6, rtol=1e-3, msg=name)
     assert checks["fp16: instance norms compute in fp32"].ok
 
 

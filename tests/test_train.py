@@ -4,12 +4,14 @@ import os
 import signal
 from pathlib import Path
 
+import onnx
 import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from runtime.bundled import find_style
 from runtime.errors import UserError
 from tests.helpers import assert_one_line_error, photo_like, write_images, write_vgg
 from toolkit.cli import app
@@ -17,6 +19,7 @@ from train.checkpoint import load_model, save_model
 from train.config import resolve
 from train.generators import GeneratorSpec
 from train.loop import Reporter, run_training
+from train.onnx_weights import generator_from_onnx
 
 runner = CliRunner()
 
@@ -295,6 +298,37 @@ def test_init_starts_a_new_run_from_another_runs_weights(inputs, full_run, tmp_p
     wider = train_args(inputs, tmp_path / "wide", 1, "--init", str(out / "model.safetensors"))
     wider[wider.index("--width") + 1] = "1.0"
     assert_one_line_error(runner.invoke(app, wider), "--init model.safetensors is a", "width=0.5")
+
+
+def test_init_takes_a_bundled_style_by_name_or_its_onnx_file(inputs, tmp_path):
+    """Fine-tuning what a user has: a bundled style (by name) or an exported .onnx, not only a model.safetensors."""
+    bundled = find_style("mosaic").path
+    start, _ = generator_from_onnx(bundled)
+    for source in ("mosaic", str(bundled)):
+        out = tmp_path / f"from-{Path(source).name}"
+        args = train_args(inputs, out, 1, "--init", source)
+        args[args.index("--lr") + 1] = "1e-9"
+        assert invoke(args).exit_code == 0
+        tuned, meta = load_model(out / "model.safetensors")
+        for (name, a), b in zip(start.state_dict().items(), tuned.state_dict().values(), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-6, rtol=0, msg=name)
+        assert meta["training"]["init"] == Path(source).name
+    assert_one_line_error(invoke(train_args(inputs, tmp_path / "a", 1, "--init", "no-such-style")),
+                          "no bundled style 'no-such-style'", "mosaic")  # fmt: skip
+    int8 = str(bundled.with_suffix(".int8.onnx"))
+    assert_one_line_error(invoke(train_args(inputs, tmp_path / "b", 1, "--init", int8)), "weights are int8",
+                          "fp32 NAME.onnx")  # fmt: skip
+    foreign = onnx.load(str(bundled))
+    del foreign.metadata_props[:]  # the same graph without our metadata: someone else's model
+    onnx.save(foreign, str(tmp_path / "foreign.onnx"))
+    assert_one_line_error(invoke(train_args(inputs, tmp_path / "c", 1, "--init", str(tmp_path / "foreign.onnx"))),
+                          "not written by toolkit export")  # fmt: skip
+    (tmp_path / "torn.onnx").write_bytes(bundled.read_bytes()[:1000])
+    assert_one_line_error(invoke(train_args(inputs, tmp_path / "e", 1, "--init", str(tmp_path / "torn.onnx"))),
+                          "torn.onnx: not a readable ONNX file")  # fmt: skip
+    wide = train_args(inputs, tmp_path / "d", 1, "--init", "mosaic")
+    wide[wide.index("--width") + 1] = "1.0"
+    assert_one_line_error(invoke(wide), "--init mosaic.onnx is a", "--width 0.5")
 
 
 def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(inputs, full_run, tmp_path):

@@ -16,6 +16,16 @@ def _abs(path: Path | None) -> str | None:
     return str(path.expanduser().resolve()) if path is not None else None
 
 
+def _init_source(init: str | None) -> str | None:
+    """--init as given when it names a bundled style (a bare name that is not a file here), else an absolute path."""
+    if init is None:
+        return None
+    path = Path(init)
+    if not path.exists() and path.parent == Path() and not path.suffix:
+        return init
+    return _abs(path)
+
+
 def train(
     style: Path = typer.Option(None, "--style", help="Style image (JPEG/PNG)."),
     data: Path = typer.Option(None, "--data", help="Folder of content photos, searched recursively."),
@@ -67,8 +77,11 @@ def train(
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
     seed: int = typer.Option(None, "--seed"),
-    init: Path = typer.Option(
-        None, "--init", help="Start from another run's model.safetensors (same generator): fine-tuning."
+    init: str = typer.Option(
+        None,
+        "--init",
+        help="Fine-tune: start from a model.safetensors, an .onnx from toolkit export, or a bundled style's name "
+        "(same generator).",
     ),
     checkpoint_every: int = typer.Option(None, "--checkpoint-every", help="Steps between checkpoints."),
     log_every: int = typer.Option(None, "--log-every", help="Steps between log.jsonl lines."),
@@ -120,7 +133,7 @@ def train(
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,
         seed=seed,
-        init=_abs(init),
+        init=_init_source(init),
         checkpoint_every=checkpoint_every,
         log_every=log_every,
         sample_every=sample_every,

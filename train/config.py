@@ -46,7 +46,7 @@ class TrainConfig:
     lr_decay: float = 1.0
     lr_decay_every: int = 0
     seed: int = 42
-    init: str | None = None  # a model.safetensors whose weights the generator starts from (fine-tuning)
+    init: str | None = None  # model.safetensors, exported .onnx or bundled style name to start from
     # bookkeeping and hardware
     checkpoint_every: int = 1000
     log_every: int = 50

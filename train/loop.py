@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors import SafetensorError
 
 from runtime.atomic import atomic_path, write_atomic
+from runtime.bundled import find_style
 from runtime.errors import UserError
 from train.checkpoint import check_writable, load_checkpoint, load_model, save_checkpoint, save_model
 from train.config import TrainConfig, parse_layers
@@ -31,6 +32,7 @@ from train.data import (
 from train.data import scan_folder as scan_images
 from train.generators import GeneratorSpec, build_generator
 from train.losses import PerceptualLoss
+from train.onnx_weights import generator_from_onnx
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 
 MODEL_FILE = "model.safetensors"
@@ -163,13 +165,25 @@ def _trim_log(path: Path, last_step: int) -> None:
 
 
 def _start_from(generator: torch.nn.Module, spec: GeneratorSpec, path: Path) -> None:
-    """Fine-tuning: the generator starts from the weights of another run's model.safetensors (same architecture)."""
+    """Fine-tuning: the generator starts from the weights of another run's model.safetensors, of an ONNX file that
+    toolkit export wrote, or of a bundled style given by name (same architecture)."""
+    if not path.is_file() and path.parent == Path() and not path.suffix:  # a bare name: a bundled style
+        try:
+            path = find_style(str(path)).path
+        except ValueError as exc:
+            raise UserError(f"--init: {exc}") from None
     if not path.is_file():
-        raise UserError(f"--init: {path} not found; give a model.safetensors from toolkit train")
-    start, meta = load_model(path)
-    theirs = GeneratorSpec(**meta["generator"])
+        raise UserError(f"--init: {path} not found; give a model.safetensors from toolkit train, an .onnx from toolkit "
+                        "export, or a bundled style's name")  # fmt: skip
+    if path.suffix.lower() == ".onnx":
+        start, theirs = generator_from_onnx(path)
+    else:
+        start, meta = load_model(path)
+        theirs = GeneratorSpec(**meta["generator"])
     if theirs != spec:
-        raise UserError(f"--init {path.name} is a {theirs}, this run trains a {spec}; give a model of the same kind")
+        flags = f"--arch {theirs.arch} --norm {theirs.norm} --width {theirs.width:g}"
+        flags += f" --noise-channels {theirs.noise_channels}" if theirs.noise_channels else ""
+        raise UserError(f"--init {path.name} is a {theirs}, this run trains a {spec}; train the same kind ({flags})")
     generator.load_state_dict(start.state_dict())
 
 
