@@ -8,7 +8,8 @@ which a style without a base stage starts from another style's base; STRONGER; I
 network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and runtime/styles/NAME.json with the
 provenance: commands, data, steps, final losses, training time, machine. Runs go to runs/bundled/NAME-base, NAME,
 NAME-s6, NAME-r, NAME-h and NAME-p (kept out of git); a stopped run resumes where it stopped, a finished one is
-exported again.
+exported again. Without those runs (a fresh checkout), the stages that NAME.json already records are taken from
+NAME.onnx's weights (`recover`), so a new last stage trains from the bundled model rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
 (docs/quality.md).
 """
@@ -212,6 +213,61 @@ def int8_record(path: Path) -> dict:
     return {"file": path.name, **json.loads(metadata["int8"])}
 
 
+@dataclass(frozen=True)
+class Stage:
+    run_dir: Path
+    steps: int
+    recipe: list[str]
+    init: Path | None
+
+
+def plan(name: str, style: Style, runs: Path) -> list[Stage]:
+    """The stages of `style`: BASE from scratch, FINAL from `style.init`'s model, each later one from the one before."""
+    stages = [Stage(runs / f"{name}-base", style.base_steps, BASE, None)] if style.base_steps else []
+    start = runs / style.init / "model.safetensors" if style.init else None
+    stages.append(Stage(runs / name, style.steps, FINAL, start))
+    later = [("s6", style.stronger_steps, STRONGER)]
+    if style.range_steps:
+        recipe = in_range(STRONGER if style.stronger_steps else FINAL)
+        later += [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
+                  ("p", style.photo_steps, more_photo(recipe, style.photo_grid))]  # fmt: skip
+    for suffix, steps, recipe in later:
+        if not steps:
+            if suffix == "s6":
+                continue  # a style without STRONGER goes on to IN RANGE
+            break  # stages 4, 5 and 6: a style stops at its first stage with no steps
+        stages.append(Stage(runs / f"{name}-{suffix}", steps, recipe, stages[-1].run_dir / "model.safetensors"))
+    return stages
+
+
+def recover(stages: list[Stage], shown_commands: list[str], previous: dict | None, bundled: Path) -> int:
+    """How many of `stages` the bundled file already holds: on a checkout without the runs (they are kept out of
+    git), a style whose record lists exactly the first K stages' commands is continued from its exported weights
+    (written back as stage K's model.safetensors, the same numbers: train.onnx_weights) instead of being trained
+    again from stage 1 (K may be all of them: the style is only exported again). 0 when the runs are here, or the
+    record does not match the plan."""
+    if previous is None or not bundled.is_file():
+        return 0
+    recorded = previous["training"]["commands"]
+    if len(recorded) > len(stages) or recorded != shown_commands[: len(recorded)]:
+        return 0
+    if any((stage.run_dir / "log.jsonl").exists() for stage in stages[: len(recorded)]):
+        return 0  # those runs are here: read (or resumed) as usual
+    from train.checkpoint import save_model
+    from train.onnx_weights import generator_from_onnx
+
+    last = stages[len(recorded) - 1].run_dir / "model.safetensors"
+    if not last.is_file():
+        import onnx
+
+        generator, spec = generator_from_onnx(bundled)
+        model = onnx.load(str(bundled), load_external_data=False)
+        training = json.loads({entry.key: entry.value for entry in model.metadata_props}["training"])
+        last.parent.mkdir(parents=True, exist_ok=True)
+        save_model(last, generator, spec, training)
+    return len(recorded)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
@@ -221,47 +277,40 @@ def main() -> None:
     args = parser.parse_args()
 
     data = training_folder(args.assets, args.runs / "train16")
+
+    def shown(command: list[str]) -> str:
+        text = shlex.join(command).replace(str(args.assets), "ASSETS").replace(str(data), "TRAIN16")
+        return text.replace(str(REPO) + "/", "")
+
     for name in args.styles.split(","):
         style = STYLES[name]
-        commands, logs = [], []
-        if style.base_steps:
-            base = args.runs / f"{name}-base"
-            commands.append(train(args.assets, data, base, style.image, style.base_steps, BASE, None))
-            logs.append(read_log(base))
-        init = args.runs / style.init / "model.safetensors" if style.init else None
-        final_dir = args.runs / name
-        commands.append(train(args.assets, data, final_dir, style.image, style.steps, FINAL, init))
-        logs.append(read_log(final_dir))
-        if style.stronger_steps:
-            stronger = args.runs / f"{name}-s6"
-            commands.append(train(args.assets, data, stronger, style.image, style.stronger_steps, STRONGER,
-                                  final_dir / "model.safetensors"))  # fmt: skip
-            logs.append(read_log(stronger))
-            final_dir = stronger
-        if style.range_steps:
-            recipe = in_range(STRONGER if style.stronger_steps else FINAL)
-            # stages 4, 5 and 6, each from the one before; a style stops at its first stage with no steps
-            later = [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
-                     ("p", style.photo_steps, more_photo(recipe, style.photo_grid))]  # fmt: skip
-            for suffix, steps, stage_recipe in later:
-                if not steps:
-                    break
-                run_dir = args.runs / f"{name}-{suffix}"
-                commands.append(train(args.assets, data, run_dir, style.image, steps, stage_recipe,
-                                      final_dir / "model.safetensors"))  # fmt: skip
-                logs.append(read_log(run_dir))
-                final_dir = run_dir
+        stages = plan(name, style, args.runs)
+        commands = [train_command(args.assets, data, s.run_dir, style.image, s.steps, s.recipe, s.init) for s in stages]
+        record_path = args.out / f"{name}.json"
+        previous = json.loads(record_path.read_text()) if record_path.is_file() else None
+        held = recover(stages, [shown(c) for c in commands], previous, args.out / f"{name}.onnx")
+        logs = []
+        for stage in stages[held:]:
+            train(args.assets, data, stage.run_dir, style.image, stage.steps, stage.recipe, stage.init)
+            logs.append(read_log(stage.run_dir))
+        final_dir = stages[-1].run_dir
         # NAME.int8.onnx beside it, calibrated on the training photos (runtime.precision picks it on VNNI CPUs)
         export = ["toolkit", "export", str(final_dir / "model.safetensors"), "-o", str(args.out), "--name", name,
                   "--int8", "--calib", str(data)]  # fmt: skip
         run(export)
-        final = logs[-1][-1]
+        steps = sum(log[-1]["step"] for log in logs)
         seconds = sum(training_seconds(log) for log in logs)
-
-        def shown(command: list[str]) -> str:
-            text = shlex.join(command).replace(str(args.assets), "ASSETS").replace(str(data), "TRAIN16")
-            return text.replace(str(REPO) + "/", "")
-
+        here = machine()
+        final_losses = (
+            {k: round(v, 5) for k, v in logs[-1][-1].items() if k not in ("step", "lr", "images_per_s")} if logs else {}
+        )
+        if held and previous is not None:  # the stages the record already held, with their numbers
+            steps += previous["training"]["steps"]
+            seconds += previous["training"]["wall_seconds"]
+            if not logs:
+                final_losses, here = previous["training"]["final_losses"], previous["machine"]
+            elif previous["machine"] != here:
+                here = f"{previous['machine']} (stages 1–{held}); {here} (the rest)"
         record = {
             "style_image": style.image,
             "painting": style.painting,
@@ -269,22 +318,20 @@ def main() -> None:
                 "commands": [shown(c) for c in commands],
                 "data": f"16 photos (TRAIN16): {', '.join(TRAINING_SET)}",
                 "loss_network": "VGG-16, conv1_1..conv5_3 (ASSETS/" + VGG + ", Caffe feature scale)",
-                "steps": sum(log[-1]["step"] for log in logs),
+                "steps": steps,
                 "starts_from": f"{style.init} (see its record)" if style.init and not style.base_steps else None,
-                "images_seen": sum(log[-1]["step"] for log in logs) * 4,
-                "final_losses": {k: round(v, 5) for k, v in final.items() if k not in ("step", "lr", "images_per_s")},
+                "images_seen": steps * 4,
+                "final_losses": final_losses,
                 "wall_seconds": round(seconds),
             },
             "export": shown(export),
-            "machine": machine(),
+            "machine": here,
             "precision": "fp32",
             "int8": int8_record(args.out / f"{name}.int8.onnx"),
             "quality": "docs/quality.md",
         }
-        (args.out / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
-        print(
-            f"{name}: {record['training']['steps']} steps, {seconds / 3600:.1f} h of training -> {args.out / name}.onnx"
-        )
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"{name}: {steps} steps, {seconds / 3600:.1f} h of training -> {args.out / name}.onnx")
 
 
 if __name__ == "__main__":
