@@ -67,7 +67,7 @@ STYLES = {
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
-                          range_steps=400, histogram_steps=300),
+                          range_steps=400, histogram_steps=300, photo_steps=400),
     # a probe, not shipped (faces lose their features; docs/recipe.md), so not in --styles' default
     "the-scream": Style("the_scream.jpg", "Munch, The Scream (1893)", 0, "mosaic-base", 750, range_steps=400,
                         histogram_steps=300),
@@ -240,32 +240,49 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
     return stages
 
 
-def recover(stages: list[Stage], shown_commands: list[str], previous: dict | None, bundled: Path) -> int:
-    """How many of `stages` the bundled file already holds: on a checkout without the runs (they are kept out of
-    git), a style whose record lists exactly the first K stages' commands is continued from its exported weights
-    (written back as stage K's model.safetensors, the same numbers: train.onnx_weights) instead of being trained
-    again from stage 1 (K may be all of them: the style is only exported again). 0 when the runs are here, or the
-    record does not match the plan."""
+def as_recorded(command: list[str], assets: Path, data: Path) -> str:
+    """A command as NAME.json records it: without this machine's folders."""
+    text = shlex.join(command).replace(str(assets), "ASSETS").replace(str(data), "TRAIN16")
+    return text.replace(str(REPO) + "/", "")
+
+
+RECOVERED = "recovered.json"  # in the run folder of a stage taken back from the bundled file: what the record said
+
+
+def recover(stages: list[Stage], shown_commands: list[str], previous: dict | None, bundled: Path) -> dict | None:
+    """The stages the bundled file already holds, on a checkout without the runs (they are kept out of git): a style
+    whose record lists exactly the first K stages' commands, and whose NAME.onnx is stage K's export, goes on from
+    those weights (written back as stage K's model.safetensors, the same numbers: train.onnx_weights) instead of
+    being trained again from stage 1; K may be all of them (the style is only exported again). Returns the record's
+    numbers for those K stages ({"stages": K, "steps", "wall_seconds", "machine", "final_losses"}), kept in
+    stage K's folder so that a later run counts them once; None when the runs are here or nothing matches."""
+    for stage in stages:
+        if (stage.run_dir / RECOVERED).is_file():  # an earlier run of this script took them back
+            return json.loads((stage.run_dir / RECOVERED).read_text())
     if previous is None or not bundled.is_file():
-        return 0
+        return None
     recorded = previous["training"]["commands"]
-    if len(recorded) > len(stages) or recorded != shown_commands[: len(recorded)]:
-        return 0
+    if not recorded or len(recorded) > len(stages) or recorded != shown_commands[: len(recorded)]:
+        return None
     if any((stage.run_dir / "log.jsonl").exists() for stage in stages[: len(recorded)]):
-        return 0  # those runs are here: read (or resumed) as usual
+        return None  # those runs are here: read (or resumed) as usual
+    import onnx
+
     from train.checkpoint import save_model
     from train.onnx_weights import generator_from_onnx
 
-    last = stages[len(recorded) - 1].run_dir / "model.safetensors"
-    if not last.is_file():
-        import onnx
-
-        generator, spec = generator_from_onnx(bundled)
-        model = onnx.load(str(bundled), load_external_data=False)
-        training = json.loads({entry.key: entry.value for entry in model.metadata_props}["training"])
-        last.parent.mkdir(parents=True, exist_ok=True)
-        save_model(last, generator, spec, training)
-    return len(recorded)
+    last = stages[len(recorded) - 1]
+    model = onnx.load(str(bundled), load_external_data=False)
+    training = json.loads({entry.key: entry.value for entry in model.metadata_props}["training"])
+    if training.get("steps") != last.steps:  # the file is not that stage's export (a probe exported over it?)
+        return None
+    generator, spec = generator_from_onnx(bundled)
+    last.run_dir.mkdir(parents=True, exist_ok=True)
+    save_model(last.run_dir / "model.safetensors", generator, spec, training)
+    held = {"stages": len(recorded), "from": bundled.name, **{k: previous["training"][k] for k in
+            ("steps", "wall_seconds", "final_losses")}, "machine": previous["machine"]}  # fmt: skip
+    (last.run_dir / RECOVERED).write_text(json.dumps(held, indent=1) + "\n")
+    return held
 
 
 def main() -> None:
@@ -279,8 +296,7 @@ def main() -> None:
     data = training_folder(args.assets, args.runs / "train16")
 
     def shown(command: list[str]) -> str:
-        text = shlex.join(command).replace(str(args.assets), "ASSETS").replace(str(data), "TRAIN16")
-        return text.replace(str(REPO) + "/", "")
+        return as_recorded(command, args.assets, data)
 
     for name in args.styles.split(","):
         style = STYLES[name]
@@ -290,7 +306,7 @@ def main() -> None:
         previous = json.loads(record_path.read_text()) if record_path.is_file() else None
         held = recover(stages, [shown(c) for c in commands], previous, args.out / f"{name}.onnx")
         logs = []
-        for stage in stages[held:]:
+        for stage in stages[held["stages"] if held else 0 :]:
             train(args.assets, data, stage.run_dir, style.image, stage.steps, stage.recipe, stage.init)
             logs.append(read_log(stage.run_dir))
         final_dir = stages[-1].run_dir
@@ -304,13 +320,13 @@ def main() -> None:
         final_losses = (
             {k: round(v, 5) for k, v in logs[-1][-1].items() if k not in ("step", "lr", "images_per_s")} if logs else {}
         )
-        if held and previous is not None:  # the stages the record already held, with their numbers
-            steps += previous["training"]["steps"]
-            seconds += previous["training"]["wall_seconds"]
+        if held:  # the stages taken back from the bundled file, with their recorded numbers
+            steps += held["steps"]
+            seconds += held["wall_seconds"]
             if not logs:
-                final_losses, here = previous["training"]["final_losses"], previous["machine"]
-            elif previous["machine"] != here:
-                here = f"{previous['machine']} (stages 1–{held}); {here} (the rest)"
+                final_losses, here = held["final_losses"], held["machine"]
+            elif held["machine"] != here:
+                here = f"{held['machine']} (stages 1–{held['stages']}); {here} (the rest)"
         record = {
             "style_image": style.image,
             "painting": style.painting,

@@ -1,18 +1,24 @@
 """The styles that ship in runtime/styles/: present, recorded, exact on the CPU, and instance-normalized."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from runtime.bundled import DEFAULT_STYLE, bundled_styles
 from runtime.stylizer import Stylizer
 from tests.helpers import photo_like
+from train.checkpoint import load_model
+from train.onnx_weights import generator_from_onnx
 
+REPO = Path(__file__).resolve().parent.parent
 STYLES = bundled_styles()
 NAMES = [style.name for style in STYLES]
 
@@ -109,3 +115,45 @@ def test_the_wheel_carries_the_styles_and_their_records(tmp_path):
     for name in NAMES:
         assert {f"runtime/styles/{name}{suffix}" for suffix in (".onnx", ".json", ".int8.onnx")} <= names
     assert json.loads(zipfile.ZipFile(wheel).read(f"runtime/styles/{DEFAULT_STYLE}.json"))["training"]["steps"]
+
+
+def _recipe_script():
+    """scripts/train_bundled_styles.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("train_bundled_styles", REPO / "scripts" / "train_bundled_styles.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("style", STYLES, ids=NAMES)
+def test_each_record_lists_the_commands_the_training_script_runs_for_that_style(style, tmp_path):
+    script = _recipe_script()
+    assets, data = tmp_path / "assets", tmp_path / "runs" / "train16"
+    stages = script.plan(style.name, script.STYLES[style.name], script.REPO / "runs" / "bundled")
+    commands = [script.train_command(assets, data, s.run_dir, style.provenance["style_image"], s.steps, s.recipe,
+                                     s.init) for s in stages]  # fmt: skip
+    assert [script.as_recorded(c, assets, data) for c in commands] == style.provenance["training"]["commands"]
+
+
+def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
+    """On a checkout without runs/, a new last stage trains from the bundled weights, not from scratch."""
+    script = _recipe_script()
+    style = next(s for s in STYLES if s.name == "starry-night")
+    assets, data, runs = tmp_path / "assets", tmp_path / "train16", tmp_path / "runs"
+    stages = script.plan(style.name, script.STYLES[style.name], runs)
+    shown = [script.as_recorded(script.train_command(assets, data, s.run_dir, "x.jpg", s.steps, s.recipe, s.init),
+                                assets, data) for s in stages]  # fmt: skip
+    record = {**style.provenance, "training": {**style.provenance["training"], "commands": shown}}
+    # the bundled file is the last stage's export: without that stage's command in the record, nothing is taken
+    fewer = {**record, "training": {**record["training"], "commands": shown[:-1]}}
+    assert script.recover(stages, shown, fewer, style.path) is None
+    assert not any(runs.glob("*/model.safetensors"))
+    held = script.recover(stages, shown, record, style.path)
+    assert held["stages"] == len(stages) and held["steps"] == style.provenance["training"]["steps"]
+    rebuilt, _ = load_model(stages[-1].run_dir / "model.safetensors")
+    start, _ = generator_from_onnx(style.path)
+    for (name, a), b in zip(start.state_dict().items(), rebuilt.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert script.recover(stages, shown, None, style.path) == held  # a second run counts those stages once

@@ -323,6 +323,13 @@ def test_init_takes_a_bundled_style_by_name_or_its_onnx_file(inputs, tmp_path):
     onnx.save(foreign, str(tmp_path / "foreign.onnx"))
     assert_one_line_error(invoke(train_args(inputs, tmp_path / "c", 1, "--init", str(tmp_path / "foreign.onnx"))),
                           "not written by toolkit export")  # fmt: skip
+    ours = {entry.key: entry.value for entry in onnx.load(str(bundled)).metadata_props}
+    # then our metadata again, but with a width that would build a 20 GB generator before any weight is read
+    foreign.metadata_props.extend(onnx.StringStringEntryProto(key=k, value="50" if k == "width" else v)
+                                  for k, v in ours.items())  # fmt: skip
+    onnx.save(foreign, str(tmp_path / "wide.onnx"))
+    assert_one_line_error(invoke(train_args(inputs, tmp_path / "f", 1, "--init", str(tmp_path / "wide.onnx"))),
+                          "wide.onnx: its generator metadata", "width 50.0 is outside")  # fmt: skip
     (tmp_path / "torn.onnx").write_bytes(bundled.read_bytes()[:1000])
     assert_one_line_error(invoke(train_args(inputs, tmp_path / "e", 1, "--init", str(tmp_path / "torn.onnx"))),
                           "torn.onnx: not a readable ONNX file")  # fmt: skip

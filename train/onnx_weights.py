@@ -10,16 +10,15 @@ nor a foreign model (no generator of ours inside).
 from __future__ import annotations
 
 import ast
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from runtime.errors import UserError
-from train.generators import Generator, GeneratorSpec, build_generator, load_generator_weights
+from train.checkpoint import MAX_WIDTH
+from train.generators import ARCHS, NORMS, Generator, GeneratorSpec, build_generator, load_generator_weights
 
 EXPORT_FORMAT = "fast-style-toolkit/onnx"
-TEXTURE_FIRST_CONV = "branches.0.0.1.weight"  # (out, 3 + noise channels, k, k)
 # The inputs after X of the nodes that hold a module's parameters, in order, as the module names them
 NODE_PARAMETERS = {
     "Conv": ("weight", "bias"),
@@ -56,7 +55,8 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError and friends: a damaged or foreign file
-        raise UserError(f"--init {path.name}: not a readable ONNX file ({exc})") from None
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"--init {path.name}: not a readable ONNX file ({reason})") from None
     metadata = {entry.key: entry.value for entry in model.metadata_props}
     if metadata.get("format") != EXPORT_FORMAT:
         raise UserError(f"--init {path.name}: not written by toolkit export (no generator of ours inside); give a "
@@ -64,15 +64,20 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
     if metadata.get("precision") not in ("fp32", "fp16"):
         raise UserError(f"--init {path.name}: its weights are {metadata.get('precision')}, not the float weights "
                         "training needs; give the fp32 NAME.onnx beside it")  # fmt: skip
-    try:
+    try:  # checked before anything is built: the metadata is the file's word, and a width of 1e6 is a memory bomb
         spec = GeneratorSpec(arch=metadata["arch"], norm=metadata["norm"], width=float(metadata["width"]))
-        generator = build_generator(spec)
+        if spec.arch not in ARCHS or spec.norm not in NORMS:
+            raise ValueError(f"arch {spec.arch!r}, norm {spec.norm!r}")
+        if not 0 < spec.width <= MAX_WIDTH:  # also NaN
+            raise ValueError(f"width {spec.width!r} is outside (0, {MAX_WIDTH}]")
     except (KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"--init {path.name}: its generator metadata is incomplete ({exc}); export it again") from None
+        raise UserError(f"--init {path.name}: its generator metadata is not one toolkit export writes ({exc}); "
+                        "export it again") from None  # fmt: skip
     if spec.norm != "instance":
         raise UserError(f"--init {path.name}: the export folded this {spec.norm}-norm generator's statistics into "
                         "its convolutions, so its weights cannot be taken apart again; give its "
                         "model.safetensors")  # fmt: skip
+    generator = build_generator(spec)
     floats = {
         tensor.name: tensor
         for tensor in model.graph.initializer
@@ -91,11 +96,6 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
         raise UserError(f"--init {path.name}: its weights are not named as toolkit export names them; export it again "
                         "from the model.safetensors")  # fmt: skip
     prefix = ranked[0][0]
-    noise_input = floats.get(prefix + TEXTURE_FIRST_CONV)
-    if spec.arch == "texture" and noise_input is not None and len(noise_input.dims) == 4:
-        # The metadata does not say how many noise channels a texture net takes: its first convolution's inputs do.
-        spec = replace(spec, noise_channels=max(int(noise_input.dims[1]) - 3, 0))
-        generator = build_generator(spec)
     expected = generator.state_dict()
     found = {key: floats[prefix + key] for key in expected if prefix + key in floats}
     # The exporter keeps one copy of identical tensors (an untrained norm's ones and zeros, say) under one of their
@@ -112,7 +112,16 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
                     if name in floats:
                         found.setdefault(f"{module}.{role}", floats[name])
                 break
-    state = {key: torch.from_numpy(numpy_helper.to_array(tensor).astype("float32")) for key, tensor in found.items()}
+    state = {}
+    for key, tensor in found.items():
+        if tensor.data_location == onnx.TensorProto.EXTERNAL:  # toolkit export never writes weights outside the file
+            raise UserError(
+                f"--init {path.name}: its weights are stored in a separate file; give the model.safetensors"
+            )
+        try:
+            state[key] = torch.from_numpy(numpy_helper.to_array(tensor).astype("float32"))
+        except (ValueError, TypeError) as exc:  # dims that do not match the data
+            raise UserError(f"--init {path.name}: {key} cannot be read ({exc}); export it again") from None
     load_generator_weights(generator, state, str(path))
     bad = [name for name, value in state.items() if not torch.isfinite(value).all()]
     if bad:
