@@ -121,7 +121,11 @@ def test_lbfgs_on_a_caffe_scale_loss_network_does_what_it_does_on_a_small_one():
         assert result.notes == [] and result.best["total"] < 0.8 * result.first["total"]
     ratios = [r.best["total"] / r.first["total"] for r in runs.values()]
     assert ratios[0] == pytest.approx(ratios[1], rel=1e-3)
-    assert torch.allclose(runs[1.0].image, runs[60.0].image, atol=0.5)
+    # The same picture up to float32 rounding, which L-BFGS carries through its steps and which differs between CPUs'
+    # kernels (max 0.86 of 255 on 5 of 2304 values on an AMD EPYC with AVX-512, < 0.5 elsewhere); a run that stalls at
+    # the photo is 6.4 away on average, 28.6 at most.
+    gap = (runs[1.0].image - runs[60.0].image).abs()
+    assert gap.max() < 2.0 and gap.mean() < 0.2
 
 
 class _BlowsUp(torch.nn.Module):
