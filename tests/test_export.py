@@ -170,6 +170,11 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         runner.invoke(app, ["export", str(path), "-o", str(blocker / "o")]), "cannot write to output folder"
     )
     assert_one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
+    noisy = GeneratorSpec("texture", "instance", 0.5, noise_channels=2)  # was a 300-line torch.onnx traceback
+    save_model(tmp_path / "noisy.safetensors", build_generator(noisy), noisy, {"style": "x.jpg"})
+    noisy_export = ["export", str(tmp_path / "noisy.safetensors"), "-o", str(tmp_path / "o")]
+    assert_one_line_error(runner.invoke(app, noisy_export), "noisy.safetensors: a texture net with 2 noise channels",
+                          "--noise-channels 0")  # fmt: skip
     assert not (tmp_path / "o").exists()
 
 
