@@ -39,6 +39,12 @@ def bundled_styles() -> list[BundledStyle]:
     return styles
 
 
+def is_style_name(text: str) -> bool:
+    """Whether a model argument is a bundled style's name rather than a path: no folder, no suffix, no such file."""
+    path = Path(text)
+    return len(path.parts) == 1 and not path.suffix and not path.exists()
+
+
 def find_style(name: str | None) -> BundledStyle:
     """The bundled style called `name` (None: the default); ValueError naming the choices otherwise."""
     styles = {style.name: style for style in bundled_styles()}

@@ -28,14 +28,13 @@ from runtime.precision import choose_file, gpu_runs_onnx, precision_of, prefer_i
 
 def resolve_model(model: str | Path | None) -> Path:
     """A path to a model file, or the name of a bundled style (None: the default style)."""
-    from runtime.bundled import find_style
+    from runtime.bundled import find_style, is_style_name
 
     if model is not None:
         path = Path(model)
         if path.exists():
             return path
-        looks_like_a_name = isinstance(model, str) and not path.suffix and len(path.parts) == 1
-        if not looks_like_a_name:
+        if not (isinstance(model, str) and is_style_name(model)):
             raise ModelError(f"model not found: {path}")
     try:
         return find_style(None if model is None else str(model)).path

@@ -9,6 +9,7 @@ from typing import Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+from runtime.bundled import is_style_name
 from toolkit.reporting import stderr, user_errors
 
 
@@ -18,12 +19,9 @@ def _abs(path: Path | None) -> str | None:
 
 def _init_source(init: str | None) -> str | None:
     """--init as given when it names a bundled style (a bare name that is not a file here), else an absolute path."""
-    if init is None:
-        return None
-    path = Path(init)
-    if not path.exists() and path.parent == Path() and not path.suffix:
+    if init is None or is_style_name(init):
         return init
-    return _abs(path)
+    return _abs(Path(init))
 
 
 def train(

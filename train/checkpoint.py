@@ -29,6 +29,15 @@ FORMAT_VERSION = "1"
 IO_CONTRACT = {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [0, 255]}
 
 
+def check_size(spec: GeneratorSpec) -> None:
+    """ValueError when a file's generator description would build something no style generator is: checked before
+    anything is built, since the file's word is all there is."""
+    if not isinstance(spec.width, (int, float)) or not 0 < spec.width <= MAX_WIDTH:  # also NaN
+        raise ValueError(f"width {spec.width!r} is outside (0, {MAX_WIDTH}]")
+    if not isinstance(spec.noise_channels, int) or not 0 <= spec.noise_channels <= 64:
+        raise ValueError(f"noise_channels {spec.noise_channels!r} is outside 0..64")
+
+
 def check_writable(folder: Path, flag: str) -> None:
     """Create `folder` if needed and prove a file can be written there, before any real work is done."""
     try:
@@ -79,10 +88,7 @@ def load_model(path: str | Path) -> tuple[Generator, dict]:
             k: json.loads(v) if k in ("generator", "io", "training") else v for k, v in metadata.items()
         }
         spec = GeneratorSpec(**decoded["generator"])
-        if not isinstance(spec.width, (int, float)) or not 0 < spec.width <= MAX_WIDTH:
-            raise ValueError(f"width {spec.width!r} is outside (0, {MAX_WIDTH}]")
-        if not isinstance(spec.noise_channels, int) or not 0 <= spec.noise_channels <= 64:
-            raise ValueError(f"noise_channels {spec.noise_channels!r} is outside 0..64")
+        check_size(spec)
     except (ValueError, TypeError, KeyError) as exc:  # bad JSON, a missing or extra key, a list, a huge width
         raise UserError(f"{path}: its generator metadata is not one toolkit train writes ({exc}); retrain or "
                         "re-save it") from None  # fmt: skip

@@ -16,8 +16,8 @@ from PIL import Image
 from safetensors import SafetensorError
 
 from runtime.atomic import atomic_path, write_atomic
-from runtime.bundled import find_style
-from runtime.errors import UserError
+from runtime.errors import ModelError, UserError
+from runtime.stylizer import resolve_model
 from train.checkpoint import check_writable, load_checkpoint, load_model, save_checkpoint, save_model
 from train.config import TrainConfig, parse_layers
 from train.data import (
@@ -167,14 +167,11 @@ def _trim_log(path: Path, last_step: int) -> None:
 def _start_from(generator: torch.nn.Module, spec: GeneratorSpec, path: Path) -> None:
     """Fine-tuning: the generator starts from the weights of another run's model.safetensors, of an ONNX file that
     toolkit export wrote, or of a bundled style given by name (same architecture)."""
-    if not path.is_file() and path.parent == Path() and not path.suffix:  # a bare name: a bundled style
-        try:
-            path = find_style(str(path)).path
-        except ValueError as exc:
-            raise UserError(f"--init: {exc}") from None
-    if not path.is_file():
-        raise UserError(f"--init: {path} not found; give a model.safetensors from toolkit train, an .onnx from toolkit "
-                        "export, or a bundled style's name")  # fmt: skip
+    try:
+        path = resolve_model(str(path))
+    except ModelError as exc:
+        raise UserError(f"--init: {exc}; give a model.safetensors from toolkit train, an .onnx from toolkit export, "
+                        "or a bundled style's name") from None  # fmt: skip
     if path.suffix.lower() == ".onnx":
         start, theirs = generator_from_onnx(path)
     else:

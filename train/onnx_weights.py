@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from runtime.errors import UserError
-from train.checkpoint import MAX_WIDTH
+from train.checkpoint import check_size
 from train.generators import ARCHS, NORMS, Generator, GeneratorSpec, build_generator, load_generator_weights
 
 EXPORT_FORMAT = "fast-style-toolkit/onnx"
@@ -68,8 +68,7 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
         spec = GeneratorSpec(arch=metadata["arch"], norm=metadata["norm"], width=float(metadata["width"]))
         if spec.arch not in ARCHS or spec.norm not in NORMS:
             raise ValueError(f"arch {spec.arch!r}, norm {spec.norm!r}")
-        if not 0 < spec.width <= MAX_WIDTH:  # also NaN
-            raise ValueError(f"width {spec.width!r} is outside (0, {MAX_WIDTH}]")
+        check_size(spec)
     except (KeyError, ValueError, TypeError) as exc:
         raise UserError(f"--init {path.name}: its generator metadata is not one toolkit export writes ({exc}); "
                         "export it again") from None  # fmt: skip
