@@ -152,9 +152,9 @@ class Stylizer:
         available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
         runs every image whole. Cut-outs (alpha) are normalized by their opaque pixels on ONNX Runtime and OpenVINO
-        with our exports; other backends see them on mid-grey. `precision`: auto (the file given, or NAME.int8.onnx
-        beside it on a CPU with int8 dot products and OpenVINO installed), fp32, fp16 or int8 (that file of the
-        model)."""
+        with our exports and on torch; other backends see them on mid-grey. `precision`: auto (the file given, or
+        NAME.int8.onnx beside it on a CPU with int8 dot products and OpenVINO installed), fp32, fp16 or int8 (that
+        file of the model)."""
         chosen, notes = open_backend(model, backend, device, precision)
         notes.extend(chosen.notes)
         if chosen.takes_statistics:
@@ -241,9 +241,9 @@ class Stylizer:
 
     def _run_cutouts(self, images: list[np.ndarray], alphas: list[np.ndarray]) -> np.ndarray:
         """Cut-outs: the transparent area (often black underneath) would enter instance norm's statistics and wash
-        the subject out. The network sees the subject on mid-grey, and where the backend takes statistics from
-        outside (ONNX Runtime with our exports), each layer's statistics come from the opaque pixels alone, weighed
-        by opacity; elsewhere the grey counts as background, as if the subject were pasted on it."""
+        the subject out. The network sees the subject on mid-grey, and where the backend has `run_masked` (ONNX
+        Runtime and OpenVINO with our exports, torch), each layer's statistics come from the opaque pixels alone,
+        weighed by opacity; elsewhere the grey counts as background, as if the subject were pasted on it."""
         weights = np.stack(alphas).astype(np.float32) / 255.0
         on_grey = np.stack(images) * weights[..., None] + 128.0 * (1.0 - weights[..., None])
         on_grey = np.clip(np.rint(on_grey), 0, 255).astype(np.uint8)

@@ -187,6 +187,28 @@ def test_a_cut_out_is_normalized_by_its_subject_whatever_lies_under_the_transpar
         assert np.array_equal(stylizer(np.dstack([rgb, full]))[..., :3], stylizer(rgb))
 
 
+def test_torch_normalizes_a_cut_out_by_its_subject_as_onnx_runtime_does(model):
+    """The run's model.safetensors on torch and its export on ONNX Runtime give a cut-out the same picture, up to the
+    opacity's antialiased resize to each layer's size (torch's and ONNX Runtime's differ a little at the borders,
+    which the texture net's 1/32-scale layers feel: large enough a picture that those have 8×12 pixels)."""
+    _, path = model
+    rgb = photo_like((256, 384), 12)
+    alpha = np.zeros((256, 384), np.uint8)
+    alpha[30:200, 60:330] = 255
+    alpha[200:206, 60:330] = 100  # a soft edge
+    rgb[alpha == 0] = 0
+    cutout = np.dstack([rgb, alpha])
+    with (Stylizer.load(path.parent / "run" / "model.safetensors", backend="torch", device="cpu") as on_torch,
+          Stylizer.load(path, backend="onnxruntime", device="cpu") as on_onnxruntime):  # fmt: skip
+        got, expected = on_torch(cutout).astype(int), on_onnxruntime(cutout).astype(int)
+        whole_frame = on_torch(np.ascontiguousarray(cutout[..., :3])).astype(int)  # the black counted, as before
+    assert np.array_equal(got[..., 3], alpha)
+    seen = alpha > 0
+    gap = np.abs(got - expected)[seen].mean()
+    assert gap < 1.0, gap
+    assert np.abs(whole_frame - expected[..., :3])[seen].mean() > 10 * max(gap, 0.5)
+
+
 def test_a_cut_out_is_stylized_as_the_subject_alone_would_be(model):
     """Every layer's statistics come from the subject, measured on features already normalized by the subject's
     statistics of the layers before: away from the cut, the output is the subject's own picture stylized alone."""

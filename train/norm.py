@@ -6,7 +6,9 @@ per channel over H×W, at training *and* at test time, so there are no running s
 
 from __future__ import annotations
 
+import contextlib
 import copy
+from collections.abc import Iterator
 from typing import TypeVar
 
 import torch
@@ -51,3 +53,31 @@ def half_with_fp32_instance_norm(generator: M, dtype: torch.dtype = torch.float1
         if isinstance(module, InstanceNorm2d):
             module.float()
     return model.eval()
+
+
+@contextlib.contextmanager
+def weighted_statistics(generator: nn.Module, weights: Tensor) -> Iterator[None]:
+    """Within the block, every instance norm of `generator` normalizes its input by the mean and variance of the
+    pixels weighted by `weights` (N×1×H×W, 0–1, at the input's size; resized to each layer's H×W, antialiased
+    bilinear, so a stride-2 layer sees the mean opacity of the pixels it covers): a cut-out is normalized by its
+    subject alone. The same rule as the ONNX graphs of runtime.tiling (`_measure_weighted_one`)."""
+
+    def normalize(module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> Tensor:
+        assert isinstance(module, nn.InstanceNorm2d)
+        x = inputs[0].float()
+        w = nn.functional.interpolate(weights.float(), size=x.shape[-2:], mode="bilinear", antialias=True)
+        total = w.sum((2, 3), keepdim=True).clamp_min(1e-6)
+        mean = (x * w).sum((2, 3), keepdim=True) / total
+        var = ((x - mean).square() * w).sum((2, 3), keepdim=True) / total
+        y = (x - mean) / torch.sqrt(var + module.eps)
+        if module.affine:
+            y = y * module.weight.float()[:, None, None] + module.bias.float()[:, None, None]
+        return y.to(inputs[0].dtype)
+
+    norms = [m for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
+    hooks = [norm.register_forward_hook(normalize) for norm in norms]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()

@@ -56,7 +56,8 @@ class TorchBackend(Backend):
             # Module.to takes memory_format (documented); the overloads of its annotations omit it
             model = model.to("cuda", memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.backends.cudnn.benchmark = True  # fixed shapes repeat (folders, videos): pick the fastest kernels
-        self.model: Callable[..., Any] | None = model.eval()  # or torch.compile's wrapper; None once closed
+        self._module = model.eval()
+        self.model: Callable[..., Any] | None = self._module  # or torch.compile's wrapper; None once closed
         self.precision = precision
         self.cuda_graphs = cuda_graphs and self.device == "cuda"
         if compile:  # on CUDA "reduce-overhead" captures CUDA graphs itself
@@ -109,6 +110,20 @@ class TorchBackend(Backend):
             static_in.copy_(source, non_blocking=False)
             graph.replay()
             return static_out.cpu().numpy()
+
+    def run_masked(self, batch: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Run `batch` with each instance norm's statistics taken from each pixel in proportion to `weights` (N×H×W,
+        0–1): a cut-out is normalized by its subject alone, as with ONNX Runtime (runtime.tiling)."""
+        from train.norm import weighted_statistics
+
+        torch = self._torch
+        if self.model is None:
+            raise RuntimeError("the backend is closed")
+        w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)[:, None]).to(self.device)
+        with torch.inference_mode(), weighted_statistics(self._module, w):
+            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).to(self.dtype)
+            y = self._module(x).float().clamp_(0, 255).round_().to(torch.uint8)
+            return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
 
     def close(self) -> None:
         self._graphs.clear()
