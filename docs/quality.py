@@ -25,6 +25,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from runtime.bundled import bundled_styles  # noqa: E402
 from runtime.images import read_photo  # noqa: E402
 from runtime.stylizer import Stylizer  # noqa: E402
 from scripts.train_bundled_styles import STYLES, TRAINING_SET  # noqa: E402
@@ -123,13 +124,15 @@ def cutouts(assets: Path, styles: list[str], overrides: dict) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
-    parser.add_argument("--styles", default="mosaic,candy,starry-night", help="Bundled styles to measure.")
+    parser.add_argument("--styles", default=None, help="Bundled styles to measure, NAME,NAME (default: all of them).")
     parser.add_argument("--model", action="append", default=[], help="NAME=PATH: measure this file as style NAME.")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "quality.md")
     parser.add_argument("--no-peers", action="store_true", help="Only our models (quick, for picking recipes).")
     args = parser.parse_args()
 
     overrides = dict(item.split("=", 1) for item in args.model)
+    default_first = sorted(bundled_styles(), key=lambda style: not style.is_default)
+    styles = args.styles.split(",") if args.styles else [style.name for style in default_first]
     figures = args.out.parent / args.out.stem
     figures.mkdir(parents=True, exist_ok=True)
     judge = GramCloseness(str(args.assets / JUDGE))
@@ -139,7 +142,7 @@ def main() -> None:
     results: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
-    for style in args.styles.split(","):
+    for style in styles:
         painting_file = STYLES[style].image
         painting = np.asarray(read_photo(args.assets / "style" / painting_file).rgb)
         judge.set_painting(painting)
@@ -168,7 +171,7 @@ def main() -> None:
         sheet.save(figures / f"{style}.jpg", quality=90)
         print(f"{style}: " + "; ".join(f"{k} closeness {v['closeness']:.3f}" for k, v in results[style].items()))
 
-    cut = cutouts(args.assets, args.styles.split(","), overrides)
+    cut = cutouts(args.assets, styles, overrides)
     record = {"results": results, "seconds_per_photo": timings, "cutouts": cut}
     (figures / "results.json").write_text(json.dumps(record, indent=1))
     write_report(args.out, figures, results, photo_paths, time.perf_counter() - started, overrides, cut)

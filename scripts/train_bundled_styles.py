@@ -52,7 +52,7 @@ class Style:
     image: str  # in ASSETS/style
     painting: str  # what it is
     base_steps: int  # stage 1 (BASE) from scratch; 0: no stage 1
-    init: str | None  # stage 2 starts from this run's model (NAME-base, or another style's base)
+    init: str | None  # stage 2 starts from this run's model (NAME-base, another style's base) or BUNDLED + a style
     steps: int  # stage 2 (FINAL)
     stronger_steps: int = 0  # stage 3 (STRONGER, in NAME-s6) from stage 2's weights; 0: none
     range_steps: int = 0  # stage 4 (IN RANGE, in NAME-r) from the last stage's weights with its loss; 0: none
@@ -68,10 +68,14 @@ STYLES = {
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400),
+    # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
+    "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, "bundled:starry-night",
+                           600, range_steps=300, histogram_steps=300, photo_steps=400),
     # a probe, not shipped (faces lose their features; docs/recipe.md), so not in --styles' default
     "the-scream": Style("the_scream.jpg", "Munch, The Scream (1893)", 0, "mosaic-base", 750, range_steps=400,
                         histogram_steps=300),
 }  # fmt: skip
+BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
 VGG = "vgg/vgg16_imagenet_features.safetensors"
 # Johnson et al.'s layers (style relu1_2, relu2_2, relu3_3, relu4_3) with every term a relative error
 # (--loss-scale relative): with this VGG-16's raw scale relu4_3's Gram term is 1e5 times smaller than the others and
@@ -173,7 +177,7 @@ def training_seconds(log: list[dict], batch: int = 4) -> float:
 
 
 def train_command(assets: Path, data: Path, run_dir: Path, image: str, steps: int, recipe: list[str],
-                  init: Path | None) -> list[str]:  # fmt: skip
+                  init: Path | str | None) -> list[str]:  # fmt: skip
     return [
         "toolkit", "train", "--style", str(assets / "style" / image), "--data", str(data), "--out", str(run_dir),
         "--vgg-weights", str(assets / VGG), *recipe, "--steps", str(steps), *(["--init", str(init)] if init else []),
@@ -193,7 +197,7 @@ def trained_steps(run_dir: Path) -> int:
 
 
 def train(assets: Path, data: Path, run_dir: Path, image: str, steps: int, recipe: list[str],
-          init: Path | None) -> list[str]:  # fmt: skip
+          init: Path | str | None) -> list[str]:  # fmt: skip
     """Train `run_dir` up to `steps` (resuming a stopped run; nothing to do for a finished one); the command."""
     command = train_command(assets, data, run_dir, image, steps, recipe, init)
     if trained_steps(run_dir) >= steps:
@@ -218,13 +222,17 @@ class Stage:
     run_dir: Path
     steps: int
     recipe: list[str]
-    init: Path | None
+    init: Path | str | None  # a model file, or a bundled style's name
 
 
 def plan(name: str, style: Style, runs: Path) -> list[Stage]:
     """The stages of `style`: BASE from scratch, FINAL from `style.init`'s model, each later one from the one before."""
     stages = [Stage(runs / f"{name}-base", style.base_steps, BASE, None)] if style.base_steps else []
-    start = runs / style.init / "model.safetensors" if style.init else None
+    start: Path | str | None = None
+    if style.init and style.init.startswith(BUNDLED):
+        start = style.init.removeprefix(BUNDLED)
+    elif style.init:
+        start = runs / style.init / "model.safetensors"
     stages.append(Stage(runs / name, style.steps, FINAL, start))
     later = [("s6", style.stronger_steps, STRONGER)]
     if style.range_steps:
@@ -238,6 +246,16 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
             break  # stages 4, 5 and 6: a style stops at its first stage with no steps
         stages.append(Stage(runs / f"{name}-{suffix}", steps, recipe, stages[-1].run_dir / "model.safetensors"))
     return stages
+
+
+def starts_from(style: Style) -> str | None:
+    """Where a style without a base stage starts, for its record."""
+    if style.base_steps or not style.init:
+        return None
+    if style.init.startswith(BUNDLED):
+        name = style.init.removeprefix(BUNDLED)
+        return f"the bundled {name} as it was then (runtime/styles/{name}.json)"
+    return f"{style.init} (see its record)"
 
 
 def as_recorded(command: list[str], assets: Path, data: Path) -> str:
@@ -335,7 +353,7 @@ def main() -> None:
                 "data": f"16 photos (TRAIN16): {', '.join(TRAINING_SET)}",
                 "loss_network": "VGG-16, conv1_1..conv5_3 (ASSETS/" + VGG + ", Caffe feature scale)",
                 "steps": steps,
-                "starts_from": f"{style.init} (see its record)" if style.init and not style.base_steps else None,
+                "starts_from": starts_from(style),
                 "images_seen": steps * 4,
                 "final_losses": final_losses,
                 "wall_seconds": round(seconds),

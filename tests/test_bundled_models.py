@@ -137,6 +137,19 @@ def test_each_record_lists_the_commands_the_training_script_runs_for_that_style(
     assert [script.as_recorded(c, assets, data) for c in commands] == style.provenance["training"]["commands"]
 
 
+def test_a_style_can_start_from_a_bundled_styles_weights(tmp_path):
+    """A style without a base stage in this checkout's runs starts from a shipped style's file (--init NAME)."""
+    script = _recipe_script()
+    style = script.Style("x.jpg", "a painting", 0, script.BUNDLED + "starry-night", 10, range_steps=5)
+    stages = script.plan("new", style, tmp_path / "runs")
+    first = script.train_command(tmp_path, tmp_path, stages[0].run_dir, "x.jpg", 10, stages[0].recipe, stages[0].init)
+    assert first[first.index("--init") + 1] == "starry-night"
+    assert stages[1].init == tmp_path / "runs" / "new" / "model.safetensors"
+    assert "runtime/styles/starry-night.json" in script.starts_from(style)
+    from_run = script.Style("x.jpg", "a painting", 0, "mosaic-base", 10)
+    assert script.plan("new", from_run, tmp_path)[0].init == tmp_path / "mosaic-base" / "model.safetensors"
+
+
 def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
     """On a checkout without runs/, a new last stage trains from the bundled weights, not from scratch."""
     script = _recipe_script()
