@@ -3,13 +3,14 @@
     python scripts/train_bundled_styles.py --assets ../shared/assets [--styles mosaic,candy]
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
-which a style without a base stage starts from another style's base; STRONGER; IN RANGE; PALETTE; MORE PHOTO, see
-`Style`) on the 16-photo training set named in the assets' SOURCES.md, with the full VGG-16 of the assets as the loss
-network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and runtime/styles/NAME.json with the
-provenance: commands, data, steps, final losses, training time, machine. Runs go to runs/bundled/NAME-base, NAME,
-NAME-s6, NAME-r, NAME-h and NAME-p (kept out of git); a stopped run resumes where it stopped, a finished one is
-exported again. Without those runs (a fresh checkout), the stages that NAME.json already records are taken from
-NAME.onnx's weights (`recover`), so a new last stage trains from the bundled model rather than from scratch.
+which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
+MORE PHOTO, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with the full VGG-16 of the
+assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and
+runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time, machine. Runs go
+to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h and NAME-p (kept out of git); a stopped run resumes where
+it stopped, a finished one is exported again. Without those runs (a fresh checkout), the stages that NAME.json
+already records are taken from NAME.onnx's weights (`recover`), so a new last stage trains from the bundled model
+rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
 (docs/quality.md).
 """
@@ -61,6 +62,7 @@ class Style:
     photo_grid: int = 1  # stage 6's --style-grid
 
 
+BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
 STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
                     "mosaic-base", 1000, 1000, 800, 300, 400),
@@ -69,13 +71,12 @@ STYLES = {
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400),
     # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
-    "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, "bundled:starry-night",
+    "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, BUNDLED + "starry-night",
                            600, range_steps=300, histogram_steps=300, photo_steps=400),
     # a probe, not shipped (faces lose their features; docs/recipe.md), so not in --styles' default
     "the-scream": Style("the_scream.jpg", "Munch, The Scream (1893)", 0, "mosaic-base", 750, range_steps=400,
                         histogram_steps=300),
 }  # fmt: skip
-BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
 VGG = "vgg/vgg16_imagenet_features.safetensors"
 # Johnson et al.'s layers (style relu1_2, relu2_2, relu3_3, relu4_3) with every term a relative error
 # (--loss-scale relative): with this VGG-16's raw scale relu4_3's Gram term is 1e5 times smaller than the others and
@@ -306,7 +307,7 @@ def recover(stages: list[Stage], shown_commands: list[str], previous: dict | Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--assets", type=Path, default=REPO.parent / "shared" / "assets")
-    parser.add_argument("--styles", default="mosaic,candy,starry-night")
+    parser.add_argument("--styles", default="mosaic,candy,starry-night,rain-princess")
     parser.add_argument("--runs", type=Path, default=REPO / "runs" / "bundled")
     parser.add_argument("--out", type=Path, default=REPO / "runtime" / "styles")
     args = parser.parse_args()
