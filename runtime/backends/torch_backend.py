@@ -67,12 +67,13 @@ class TorchBackend(Backend):
         self._seen: set[tuple[int, ...]] = set()
         self.contract = Contract("image", "stylized", "NHWC", "uint8", min_size=model.minimum_size)
 
-    def _forward(self, x_uint8):
-        """uint8 NHWC on the device → uint8 NHWC on the device."""
+    def _forward(self, x_uint8, model: Callable[..., Any] | None = None):
+        """uint8 NHWC on the device → uint8 NHWC on the device, through `model` (default: self.model)."""
         torch = self._torch
         x = x_uint8.permute(0, 3, 1, 2).to(self.dtype)
-        assert self.model is not None  # None only after close()
-        y = self.model(x).float().clamp_(0, 255).round_().to(torch.uint8)
+        model = model or self.model
+        assert model is not None  # None only after close()
+        y = model(x).float().clamp_(0, 255).round_().to(torch.uint8)
         return y.permute(0, 2, 3, 1).contiguous()
 
     def _capture(self, shape: tuple[int, ...]) -> tuple:
@@ -120,10 +121,9 @@ class TorchBackend(Backend):
         if self.model is None:
             raise RuntimeError("the backend is closed")
         w = torch.from_numpy(np.ascontiguousarray(weights, dtype=np.float32)[:, None]).to(self.device)
+        # the plain module, not torch.compile's wrapper or a CUDA graph: the hooks change what each norm computes
         with torch.inference_mode(), weighted_statistics(self._module, w):
-            x = torch.from_numpy(batch).to(self.device).permute(0, 3, 1, 2).to(self.dtype)
-            y = self._module(x).float().clamp_(0, 255).round_().to(torch.uint8)
-            return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+            return self._forward(torch.from_numpy(batch).to(self.device), self._module).cpu().numpy()
 
     def close(self) -> None:
         self._graphs.clear()
