@@ -26,8 +26,8 @@ def example_input(io: str, size: int) -> torch.Tensor:
     return torch.rand(1, 3, size, size + 8) * 255
 
 
-def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, str]) -> onnx.ModelProto:
-    """Trace `wrapped` into an ONNX model with dynamic N, H, W and `metadata` in its metadata_props."""
+def build_onnx(wrapped: ImageIO, opset: int, min_size: int) -> onnx.ModelProto:
+    """Trace `wrapped` into an ONNX model with dynamic N, H, W (`add_metadata` gives it ours)."""
     h_axis, w_axis = (1, 2) if wrapped.io == "uint8" else (2, 3)
     dynamic = {INPUT_NAME: {0: Dim.DYNAMIC, h_axis: Dim.DYNAMIC, w_axis: Dim.DYNAMIC}}
     example = example_input(wrapped.io, max(min_size, 64))
@@ -46,6 +46,10 @@ def build_onnx(wrapped: ImageIO, opset: int, min_size: int, metadata: dict[str, 
         node.metadata_props.extend(kept)
     if wrapped.io == "uint8":
         only_casts_touch_uint8(model)
+    return model
+
+
+def add_metadata(model: onnx.ModelProto, metadata: dict[str, str]) -> onnx.ModelProto:
     for key, value in metadata.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

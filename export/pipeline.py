@@ -32,7 +32,7 @@ from export.int8 import (
     check_tensorrt_qdq,
     int8_model,
 )
-from export.onnx_export import INPUT_NAME, build_onnx, onnx_metadata, save_onnx
+from export.onnx_export import INPUT_NAME, add_metadata, build_onnx, onnx_metadata, save_onnx
 from export.options import ExportOptions
 from export.sources import load_source
 from export.triton import write_repository
@@ -95,7 +95,7 @@ def _export_generator(
 
     fp32_wrapped = ImageIO(generator, io).eval()
     meta = onnx_metadata(spec, io, "fp32", min_size, source.training, options.version)
-    fp32 = build_onnx(fp32_wrapped, options.opset, min_size, meta)
+    fp32 = add_metadata(build_onnx(fp32_wrapped, options.opset, min_size), meta)
     models = {out_dir / f"{name}.onnx": fp32}
     checks: list[Check] = []
     if check:
@@ -105,7 +105,7 @@ def _export_generator(
         half = half_with_fp32_instance_norm(generator)
         half_wrapped = ImageIO(half, io, torch.float16).eval()
         meta = onnx_metadata(spec, io, "fp16", min_size, source.training, options.version)
-        fp16_model = build_onnx(half_wrapped, options.opset, min_size, meta)
+        fp16_model = add_metadata(build_onnx(half_wrapped, options.opset, min_size), meta)
         models[out_dir / f"{name}.fp16.onnx"] = fp16_model
         if check:
             fp16_checks = [check_graph(fp16_model), *check_norm_nodes(fp16_model, generator, source.spec.norm)]

@@ -1,12 +1,51 @@
+import hashlib
 import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import onnx
 import pytest
+import torch
 
+import export.pipeline
 from export.pipeline import export_model
 from tests.test_export import trained_model
+
+
+def _trace_key(wrapped: torch.nn.Module, *args) -> tuple:
+    """Everything the traced graph depends on: each module's class, forward and plain attributes (io, stride,
+    dtype…), every weight's bytes, and build_onnx's other arguments (opset, minimum size)."""
+    modules = tuple(
+        (name, type(m), type(m).forward, tuple(sorted((k, repr(v)) for k, v in vars(m).items() if k[0] != "_")))
+        for name, m in wrapped.named_modules()
+    )
+    weights = hashlib.sha256()
+    for name, tensor in wrapped.state_dict().items():
+        weights.update(f"{name}{tensor.dtype}{tuple(tensor.shape)}".encode())
+        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return modules, weights.hexdigest(), repr(args)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def each_generator_traced_once():
+    """torch.onnx.export takes 10–35 s per generator on 2 cores, and most tests export the same small seeded
+    generator: trace each distinct generator (weights, code and arguments: `_trace_key`) once per test run and hand
+    out copies. A test that changes a weight, a module or an option gets a trace of its own."""
+    traced: dict[tuple, onnx.ModelProto] = {}
+    build = export.pipeline.build_onnx
+
+    def build_once(wrapped, *args):
+        key = _trace_key(wrapped, *args)
+        if key not in traced:
+            traced[key] = build(wrapped, *args)
+        copy = onnx.ModelProto()
+        copy.CopyFrom(traced[key])
+        return copy
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(export.pipeline, "build_onnx", build_once)
+        yield
 
 
 @pytest.fixture(scope="session")
