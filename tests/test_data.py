@@ -102,3 +102,35 @@ def test_zoom_is_checked():
     with pytest.raises(UserError, match="--zoom needs --crop random"):
         resolve({"zoom": 2.0, "crop": "center"})
     assert resolve({"zoom": 2.0, "crop": "random"}).zoom == 2.0
+
+
+def test_a_sky_smooths_part_of_some_crops_and_leaves_the_crops_themselves_alone(tmp_path):
+    for i in range(3):  # noise photos: every pixel differs from its neighbours by ~85 on average
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (60, 70 + 9 * i, 3), np.uint8)).save(
+            tmp_path / f"{i}.png"
+        )
+    files = scan_folder(tmp_path).files
+    plain = CropDataset(files, 48, "random", seed=5, zoom=2.0)
+    skies = {share: CropDataset(files, 48, "random", seed=5, zoom=2.0, sky=share) for share in (0.0, 0.5, 1.0)}
+    with_sky = []
+    for index in range(24):
+        crop = plain[index][0].numpy()
+        assert (skies[0.0][index][0].numpy() == crop).all()
+        for share in (0.5, 1.0):
+            painted = skies[share][index][0].numpy()
+            changed = (painted != crop).any(axis=0)
+            if share == 0.5:
+                with_sky.append(changed.any())
+                continue
+            assert 0.15 <= changed.mean() <= 0.85  # beyond a line leaving 20–80 % of the crop (± its soft edge)
+            steps = np.abs(np.diff(painted, axis=2))[:, changed[:, 1:] & changed[:, :-1]]
+            assert np.median(steps) < 4  # a smooth gradient with a little grain, not the photo's noise
+            assert painted.min() >= 0 and painted.max() <= 255
+    assert 6 <= sum(with_sky) <= 18  # about half of the crops
+    assert (skies[1.0][3][0] == CropDataset(files, 48, "random", seed=5, zoom=2.0, sky=1.0)[3][0]).all()
+
+
+def test_sky_is_checked():
+    with pytest.raises(UserError, match="--sky must be a fraction"):
+        resolve({"sky": 1.5})
+    assert resolve({"sky": 0.25}).sky == 0.25

@@ -41,6 +41,9 @@ def train(
     zoom: float = typer.Option(
         None, "--zoom", help="Random crops from the short side enlarged up to this factor (1: the whole short side)."
     ),
+    sky: float = typer.Option(
+        None, "--sky", help="Fraction of crops (0–1) whose part beyond a random line becomes a smooth, grainy gradient."
+    ),
     batch_size: int = typer.Option(None, "--batch-size"),
     steps: int = typer.Option(None, "--steps", help="Optimizer steps in all (a resumed run may raise it)."),
     epochs: float = typer.Option(None, "--epochs", help="Passes over the data folder, instead of --steps."),
@@ -111,6 +114,7 @@ def train(
         style_size=style_size,
         crop=crop,
         zoom=zoom,
+        sky=sky,
         batch_size=batch_size,
         steps=steps,
         epochs=epochs,

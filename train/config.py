@@ -24,6 +24,7 @@ class TrainConfig:
     style_size: int | None = None
     crop: str = "random"
     zoom: float = 1.0  # random crops from the short side resized to image_size × [1, zoom] (train.data)
+    sky: float = 0.0  # fraction of crops given a synthetic smooth sky (train.data.paint_sky)
     batch_size: int = 4
     steps: int | None = None
     epochs: float | None = None
@@ -198,6 +199,7 @@ FIXED_ON_RESUME = (
     "style_size",
     "crop",
     "zoom",
+    "sky",
     "batch_size",
     "loss_net",
     "vgg_weights",
@@ -293,6 +295,8 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--zoom must be 1 or more (1: crops from the whole short side)")
     if config.zoom > 1 and config.crop != "random":
         raise UserError("--zoom needs --crop random (centre crops always show the whole short side)")
+    if not 0 <= config.sky <= 1:
+        raise UserError("--sky must be a fraction of the crops, 0 to 1")
     if config.style_grid < 1:
         raise UserError("--style-grid must be 1 or more (1: Gram matrices of the whole output)")
     grid_layers = parse_layers(config.style_grid_layers, "--style-grid-layers")

@@ -256,7 +256,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
 
     sample_inputs = _sample_inputs(folder.files, config.image_size)
 
-    dataset = CropDataset(folder.files, config.image_size, config.crop, config.seed, config.zoom)
+    dataset = CropDataset(folder.files, config.image_size, config.crop, config.seed, config.zoom, config.sky)
     workers = (
         config.workers if config.workers is not None else (0 if device.type == "cpu" else min(4, os.cpu_count() or 1))
     )
@@ -292,6 +292,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "image_size": config.image_size,
         "crop": config.crop,
         "zoom": config.zoom,
+        "sky": config.sky,
         "batch_size": config.batch_size,
         "lr": config.lr,
         "seed": config.seed,
