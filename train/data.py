@@ -49,8 +49,8 @@ def open_rgb(path: Path, min_side: int | None = None) -> Image.Image:
             return to_rgb8(image)
 
 
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    """RGB PIL image → float32 CHW in 0–255."""
+def image_to_tensor(image: Image.Image | np.ndarray) -> torch.Tensor:
+    """RGB PIL image (or H×W×3 array) → float32 CHW in 0–255."""
     return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
@@ -193,7 +193,7 @@ class CropDataset(torch.utils.data.Dataset):
             sky_rng = np.random.default_rng([self.seed, 2, index])
             if sky_rng.random() < self.sky:
                 crop = paint_sky(crop, sky_rng)
-            return torch.from_numpy(crop).permute(2, 0, 1).contiguous(), "\n".join(failed)
+            return image_to_tensor(crop), "\n".join(failed)
         raise UserError(f"none of the {n} images in the data folder could be decoded")
 
 
