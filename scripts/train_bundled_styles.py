@@ -248,9 +248,9 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
     later = [("s6", style.stronger_steps, STRONGER)]
     if style.range_steps:
         recipe = in_range(STRONGER if style.stronger_steps else FINAL)
+        photo = more_photo(recipe, style.photo_grid)
         later += [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
-                  ("p", style.photo_steps, more_photo(recipe, style.photo_grid)),
-                  ("k", style.sky_steps, with_skies(more_photo(recipe, style.photo_grid)))]  # fmt: skip
+                  ("p", style.photo_steps, photo), ("k", style.sky_steps, with_skies(photo))]  # fmt: skip
     for suffix, steps, recipe in later:
         if not steps:
             if suffix == "s6":
