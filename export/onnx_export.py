@@ -107,6 +107,7 @@ def onnx_metadata(spec: dict, io: str, precision: str, min_size: int, training: 
         "arch": spec["arch"],
         "norm": spec["norm"],
         "width": str(spec["width"]),
+        "noise_channels": str(spec.get("noise_channels", 0)),
         "precision": precision,
         "io": json.dumps({**IO_CONTRACTS[io], "input": INPUT_NAME, "output": OUTPUT_NAME, "min_size": min_size}),
         "training": json.dumps(shareable(training)),

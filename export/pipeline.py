@@ -82,10 +82,6 @@ def _export_generator(
     io, check = options.io, options.check
     calibration = calibration_photos(Path(options.calib)) if options.int8 and options.calib else None
     source = load_source(model_path)
-    if source.spec.noise_channels:  # torch.rand of the picture's symbolic size does not trace; checks need fixed noise
-        raise UserError(f"{model_path}: a texture net with {source.spec.noise_channels} noise channels cannot be "
-                        "exported yet (its random input has no ONNX form here); run it with the torch backend "
-                        "(toolkit run --model this file) or train with --noise-channels 0")  # fmt: skip
     check_writable(out_dir, "-o/--out")
     name = options.name or source.name
     generator = source.generator.eval()

@@ -89,9 +89,15 @@ def _with_tiles(backend: Backend, tile: str | int) -> Backend:
     """A backend that takes statistics (ONNX Runtime, OpenVINO) wrapped so that it can take instance-norm
     statistics from outside: tiles for large photos, and cut-outs normalized by their opaque pixels ("off": no
     tiles, the second use only)."""
-    from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, TiledBackend, TilingUnavailable
+    from runtime.tiling import DEFAULT_TILE, DEFAULT_TILE_ABOVE, WHOLE_PICTURE, TiledBackend, TilingUnavailable
 
-    if tile == "off":
+    if backend.metadata.get("noise_channels", "0") != "0":
+        # a texture net's noise comes from each pixel's position: a tile would start it again at its own corner
+        if tile not in ("auto", "off"):
+            raise ModelError(f"--tile {tile}: this texture net draws its noise from each pixel's position, which "
+                             "tiles would restart; run it with --tile off")  # fmt: skip
+        side, above = WHOLE_PICTURE, float("inf")  # still wrapped: cut-outs take their subject's statistics
+    elif tile == "off":
         side, above = DEFAULT_TILE, float("inf")
     elif tile == "auto":
         side, above = DEFAULT_TILE, DEFAULT_TILE_ABOVE

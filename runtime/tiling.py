@@ -42,6 +42,7 @@ RECEPTIVE_MARGIN = {"johnson": 56, "texture": 256}
 # Tiles start on multiples of the network's total downsampling, so that every tile sees the same pooling and
 # strided-convolution grid as the whole image.
 ALIGN = {"johnson": 4, "texture": 32}
+WHOLE_PICTURE = 1 << 30  # a tile side no picture reaches: one tile, the whole picture
 DEFAULT_TILE = 768  # side of the part of each tile that is kept
 DEFAULT_TILE_ABOVE = 4_000_000  # pixels; smaller images run whole (exact statistics)
 DEFAULT_STATS_PIXELS = 2_000_000  # the thumbnail the statistics are measured on

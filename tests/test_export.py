@@ -24,9 +24,10 @@ from train.onnx_weights import generator_from_onnx
 runner = CliRunner()
 
 
-def trained_model(folder, arch, norm, width=0.5):
+def trained_model(folder, arch, norm, width=0.5, noise_channels=0):
     torch.manual_seed(0)
-    generator = build_generator(GeneratorSpec(arch, norm, width))
+    spec = GeneratorSpec(arch, norm, width, noise_channels)
+    generator = build_generator(spec)
     if norm == "batch":  # give the frozen statistics something other than their defaults
         for module in generator.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -37,7 +38,7 @@ def trained_model(folder, arch, norm, width=0.5):
         last.weight.mul_(150.0)
         last.bias.fill_(128.0)
     folder.mkdir(parents=True)
-    save_model(folder / "model.safetensors", generator, GeneratorSpec(arch, norm, width), {"style": "mosaic.jpg"})
+    save_model(folder / "model.safetensors", generator, spec, {"style": "mosaic.jpg"})
     return folder / "model.safetensors", generator
 
 
@@ -170,12 +171,6 @@ def test_bad_inputs_are_one_line_errors(tmp_path):
         runner.invoke(app, ["export", str(path), "-o", str(blocker / "o")]), "cannot write to output folder"
     )
     assert_one_line_error(runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "o"), "--io", "rgb"]), "--io")
-    noisy = GeneratorSpec("texture", "instance", 0.5, noise_channels=2)  # was a 300-line torch.onnx traceback
-    save_model(tmp_path / "noisy.safetensors", build_generator(noisy), noisy, {"style": "x.jpg"})
-    noisy_export = ["export", str(tmp_path / "noisy.safetensors"), "-o", str(tmp_path / "o")]
-    assert_one_line_error(runner.invoke(app, noisy_export), "noisy.safetensors: a texture net with 2 noise channels",
-                          "--noise-channels 0")  # fmt: skip
-    assert not (tmp_path / "o").exists()
 
 
 def test_an_exported_model_names_its_training_files_without_their_local_folders(tmp_path):
@@ -238,8 +233,9 @@ def test_the_checks_fail_on_a_graph_that_lost_an_instance_norm_or_a_model_that_d
 
 @pytest.mark.parametrize("arch, io", [("texture", "uint8"), ("johnson", "float")])  # float IO is the same for both
 def test_texture_net_and_float_io_exports_match_pytorch_independently(tmp_path, arch, io):
-    """Compared here with the generator itself, not through the export's own parity check."""
-    path, generator = trained_model(tmp_path / "run", arch, "instance")
+    """Compared here with the generator itself, not through the export's own parity check. The texture net has
+    noise channels: the graph computes the same position noise as the generator does outside training."""
+    path, generator = trained_model(tmp_path / "run", arch, "instance", noise_channels=2 if arch == "texture" else 0)
     result = export_model(path, tmp_path / "out", name="m", io=io, check=False, engine=False)
     assert result.files
     images = natural_images(2, 72, 88, seed=5)
@@ -254,3 +250,14 @@ def test_texture_net_and_float_io_exports_match_pytorch_independently(tmp_path, 
         got = session.run(None, {"image": images})[0]
         reference = np.clip(np.rint(expected), 0, 255).transpose(0, 2, 3, 1)
         assert np.abs(got.astype(int) - reference.astype(int)).max() <= 1
+
+
+def test_a_texture_net_with_noise_channels_exports_checked_in_fp32_and_fp16(tmp_path):
+    path, _ = trained_model(tmp_path / "run", "texture", "instance", noise_channels=2)
+    result = export_model(path, tmp_path / "out", name="m", fp16=True, engine=False)
+    assert result.ok, [c for c in result.checks if not c.ok]
+    assert sorted(Path(f).name for f in result.files) == ["m.fp16.onnx", "m.onnx"]
+    ops = {n.op_type for n in onnx.load(tmp_path / "out" / "m.fp16.onnx").graph.node}
+    assert {"Range", "Mod"} <= ops  # the noise is computed in the graph, from the picture's size
+    rebuilt, spec = generator_from_onnx(tmp_path / "out" / "m.onnx")  # --init keeps the noise channels
+    assert spec.noise_channels == 2 and rebuilt.noise_channels == 2

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -161,3 +162,34 @@ def test_the_traced_padding_path_equals_the_eager_one_from_the_minimum_size_up(s
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     traced = pad_to_multiple(x, 4, 8)
     assert torch.equal(eager, traced)
+
+
+def test_position_noise_is_uniform_white_and_a_function_of_the_position_alone():
+    from train.texture import position_noise
+
+    z = position_noise(3, 300, 400, 7, torch.zeros(1)).numpy()[0]
+    assert z.shape == (3, 300, 400) and z.min() >= 0 and z.max() < 1
+    assert abs(z.mean() - 0.5) < 0.01 and abs(z.var() - 1 / 12) < 0.002
+    for plane in z:
+        centred = plane - plane.mean()
+        for a, b in ((centred[:, 1:], centred[:, :-1]), (centred[1:], centred[:-1])):  # neighbours
+            assert abs((a * b).mean() / centred.var()) < 0.01
+        power = np.abs(np.fft.fft2(centred)) ** 2  # no frequency stands out (a lattice or stripes would)
+        assert power.max() / power.sum() < 3 * np.log(plane.size) / plane.size
+    assert abs(np.corrcoef(z[0].ravel(), z[1].ravel())[0, 1]) < 0.01  # channels differ
+    smaller = position_noise(3, 123, 77, 7, torch.zeros(1)).numpy()[0]
+    assert np.array_equal(smaller, z[:, :123, :77])  # the same pixel, the same value, whatever the picture's size
+    assert not np.array_equal(position_noise(3, 123, 77, 8, torch.zeros(1)).numpy()[0], smaller)  # salt: branch
+
+
+def test_a_texture_net_with_noise_is_deterministic_outside_training_and_random_in_it():
+    spec = GeneratorSpec("texture", "instance", 0.5, noise_channels=2)
+    torch.manual_seed(0)
+    model = build_generator(spec).eval()
+    x = photo_batch(2, 70, 90)
+    with torch.no_grad():
+        fixed = model(x)
+        assert torch.equal(model(x), fixed)
+        assert torch.allclose(model(x[1:]), fixed[1:], atol=1e-4)  # the same noise for each picture of a batch
+        drawn = [model(x, noise=torch.Generator().manual_seed(s)) for s in (1, 2)]
+    assert (drawn[0] - drawn[1]).abs().max() > 1e-3  # the noise does reach the picture

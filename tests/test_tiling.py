@@ -228,3 +228,16 @@ def test_a_cut_out_is_stylized_as_the_subject_alone_would_be(model):
     gap = np.abs(masked[:, far] - alone[:, far]).mean()
     assert gap < 0.25 * np.abs(pasted[:, far] - alone[:, far]).mean()
     assert gap < 4, gap
+
+
+def test_a_texture_net_with_noise_runs_whole_since_tiles_would_restart_its_noise(tmp_path):
+    path, _ = trained_model(tmp_path / "run", "texture", "instance", noise_channels=2)
+    export_model(path, tmp_path, name="m", check=False, engine=False)
+    with pytest.raises(ModelError, match="--tile 128: this texture net draws its noise from each pixel's position"):
+        Stylizer.load(tmp_path / "m.onnx", device="cpu", tile="128")
+    photo = photo_like((200, 900), 7)  # wider than the default tile
+    with Stylizer.load(tmp_path / "m.onnx", backend="onnxruntime", device="cpu") as stylizer:
+        whole = stylizer(photo)
+        stylizer.backend.tile_above = 1  # as if the photo were above the auto threshold: still one tile
+        tiled = stylizer.backend.run_tiles(photo[None], stylizer.backend.stats(photo[None]))[0]
+    assert np.abs(whole.astype(int) - tiled.astype(int)).max() <= 1

@@ -65,7 +65,12 @@ def generator_from_onnx(path: str | Path) -> tuple[Generator, GeneratorSpec]:
         raise UserError(f"--init {path.name}: its weights are {metadata.get('precision')}, not the float weights "
                         "training needs; give the fp32 NAME.onnx beside it")  # fmt: skip
     try:  # checked before anything is built: the metadata is the file's word, and a width of 1e6 is a memory bomb
-        spec = GeneratorSpec(arch=metadata["arch"], norm=metadata["norm"], width=float(metadata["width"]))
+        spec = GeneratorSpec(
+            arch=metadata["arch"],
+            norm=metadata["norm"],
+            width=float(metadata["width"]),
+            noise_channels=int(metadata.get("noise_channels", "0")),
+        )
         if spec.arch not in ARCHS or spec.norm not in NORMS:
             raise ValueError(f"arch {spec.arch!r}, norm {spec.norm!r}")
         check_size(spec)

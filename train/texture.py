@@ -4,7 +4,9 @@ The input is average-pooled to 1/32 … 1/1 of its size. Each copy goes through 
 1×1). Going from coarse to fine, the running result is upsampled ×2, both it and the next branch are
 normalized, concatenated, and mixed by three more conv blocks; a final 1×1 conv gives RGB. Convs are
 reflection-padded (texture_nets pads with zeros; mirroring keeps instance norm's contrast invariance exact).
-Optional noise channels are appended to every downsampled input (texture_nets' `NoiseFill`).
+Optional noise channels are appended to every downsampled input (texture_nets' `NoiseFill`): random in training,
+and outside it a fixed noise drawn from each pixel's position (`position_noise`), so that a model gives the same
+picture every time, its ONNX export can be checked against it, and a still sky in a video stays still.
 """
 
 from __future__ import annotations
@@ -17,6 +19,24 @@ from train.norm import make_norm
 from train.padding import pad_to_multiple
 
 RATIOS = (32, 16, 8, 4, 2, 1)
+# A prime below √2³¹: the product of two residues fits int32, the integer type every backend (TensorRT too) computes
+# exactly; the hash runs in integers so that an fp16 export cannot round it.
+NOISE_PRIME = 46337
+
+
+def position_noise(channels: int, h: int, w: int, salt: int, like: Tensor) -> Tensor:
+    """1×C×H×W noise in [0, 1) of `like`'s dtype: a hash of (channel, row, column, salt), so a pixel gets the same
+    value whatever the picture's size. Uniform and white (neighbour correlation and the largest frequency's share of
+    the power as for random numbers, tests/test_generators.py); the squarings make it non-linear, since a linear
+    hash of the position would be a lattice, visible as stripes."""
+    y = torch.arange(h, dtype=torch.int32, device=like.device).view(1, 1, h, 1)
+    x = torch.arange(w, dtype=torch.int32, device=like.device).view(1, 1, 1, w)
+    c = torch.arange(channels, dtype=torch.int32, device=like.device).view(1, channels, 1, 1)
+    v = (y % NOISE_PRIME * 1237 + x % NOISE_PRIME * 7919 + c * 3271 + salt) % NOISE_PRIME
+    v = (v * v + x + 12345) % NOISE_PRIME
+    v = (v * v + y + 777) % NOISE_PRIME
+    v = (v * v + c + 4242) % NOISE_PRIME
+    return (v.float() / NOISE_PRIME).to(like.dtype)
 
 
 class ConvBlock(nn.Sequential):
@@ -59,11 +79,15 @@ class TextureNet(nn.Module):
         x = F.avg_pool2d(x, ratio) if ratio > 1 else x
         if not self.noise_channels:
             return x
-        shape = (x.shape[0], self.noise_channels, x.shape[2], x.shape[3])
-        z = torch.rand(shape, generator=noise, device=x.device, dtype=x.dtype)
+        n, _, h, w = x.shape
+        if noise is None:
+            z = position_noise(self.noise_channels, h, w, ratio, x).expand(n, -1, -1, -1)
+        else:
+            z = torch.rand((n, self.noise_channels, h, w), generator=noise, device=x.device, dtype=x.dtype)
         return torch.cat([x, z * 255.0], dim=1)
 
     def forward(self, x: Tensor, noise: torch.Generator | None = None) -> Tensor:
+        """`noise`: the random stream of the noise channels in training; None: `position_noise`."""
         h, w = x.shape[-2], x.shape[-1]
         x = pad_to_multiple(x, self.multiple, self.minimum_size)
         y = self.branches[0](self._branch_input(x, RATIOS[0], noise))
