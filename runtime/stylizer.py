@@ -85,7 +85,7 @@ def open_backend(
     raise ModelError(f"no backend can run {path}: " + "; ".join(notes))
 
 
-def _with_tiles(backend: Backend, tile: str | int) -> Backend:
+def _with_tiles(backend: Backend, tile: str | int, notes: list[str]) -> Backend:
     """A backend that takes statistics (ONNX Runtime, OpenVINO) wrapped so that it can take instance-norm
     statistics from outside: tiles for large photos, and cut-outs normalized by their opaque pixels ("off": no
     tiles, the second use only)."""
@@ -97,6 +97,8 @@ def _with_tiles(backend: Backend, tile: str | int) -> Backend:
             raise ModelError(f"--tile {tile}: this texture net draws its noise from each pixel's position, which "
                              "tiles would restart; run it with --tile off")  # fmt: skip
         side, above = WHOLE_PICTURE, float("inf")  # still wrapped: cut-outs take their subject's statistics
+        notes.append("this texture net's noise comes from each pixel's position, so it runs every photo whole, "
+                     "without tiles: a large photo needs memory in proportion")  # fmt: skip
     elif tile == "off":
         side, above = DEFAULT_TILE, float("inf")
     elif tile == "auto":
@@ -157,14 +159,14 @@ class Stylizer:
         `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
         available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
-        runs every image whole. Cut-outs (alpha) are normalized by their opaque pixels on ONNX Runtime and OpenVINO
-        with our exports and on torch; other backends see them on mid-grey. `precision`: auto (the file given, or
-        NAME.int8.onnx beside it on a CPU with int8 dot products and OpenVINO installed), fp32, fp16 or int8 (that
-        file of the model)."""
+        runs every image whole (as texture nets with noise channels always do). Cut-outs (alpha) are normalized by
+        their opaque pixels on ONNX Runtime and OpenVINO with our exports and on torch; other backends see them on
+        mid-grey. `precision`: auto (the file given, or NAME.int8.onnx beside it on a CPU with int8 dot products and
+        OpenVINO installed), fp32, fp16 or int8 (that file of the model)."""
         chosen, notes = open_backend(model, backend, device, precision)
         notes.extend(chosen.notes)
         if chosen.takes_statistics:
-            chosen = _with_tiles(chosen, tile)
+            chosen = _with_tiles(chosen, tile, notes)
         elif tile not in ("off", "auto"):
             notes.append(f"--tile applies to onnxruntime and openvino; {chosen.name} runs every image whole")
         return cls(chosen, strength, preserve_color, notes)

@@ -19,21 +19,22 @@ from train.norm import make_norm
 from train.padding import pad_to_multiple
 
 RATIOS = (32, 16, 8, 4, 2, 1)
-# A prime below √2³¹: the product of two residues fits int32, the integer type every backend (TensorRT too) computes
-# exactly; the hash runs in integers so that an fp16 export cannot round it.
-NOISE_PRIME = 46337
+# A prime whose square stays below 2²⁴: every step of the hash is then exact in int32 and in float32 alike (OpenVINO's
+# CPU computes an int32 Mod through float32 and loses the low bits above 2²⁴); the hash runs in integers so that an
+# fp16 export cannot round it. The noise repeats every NOISE_PRIME pixels of a branch (4093 px at full size).
+NOISE_PRIME = 4093
 
 
 def position_noise(channels: int, h: int, w: int, salt: int, like: Tensor) -> Tensor:
-    """1×C×H×W noise in [0, 1) of `like`'s dtype: a hash of (channel, row, column, salt), so a pixel gets the same
+    """1×C×H×W noise in [0, 1] of `like`'s dtype: a hash of (channel, row, column, salt), so a pixel gets the same
     value whatever the picture's size. Uniform and white (neighbour correlation and the largest frequency's share of
     the power as for random numbers, tests/test_generators.py); the squarings make it non-linear, since a linear
     hash of the position would be a lattice, visible as stripes."""
-    y = torch.arange(h, dtype=torch.int32, device=like.device).view(1, 1, h, 1)
-    x = torch.arange(w, dtype=torch.int32, device=like.device).view(1, 1, 1, w)
+    y = torch.arange(h, dtype=torch.int32, device=like.device).view(1, 1, h, 1) % NOISE_PRIME
+    x = torch.arange(w, dtype=torch.int32, device=like.device).view(1, 1, 1, w) % NOISE_PRIME
     c = torch.arange(channels, dtype=torch.int32, device=like.device).view(1, channels, 1, 1)
-    v = (y % NOISE_PRIME * 1237 + x % NOISE_PRIME * 7919 + c * 3271 + salt) % NOISE_PRIME
-    v = (v * v + x + 12345) % NOISE_PRIME
+    v = (y * 61 + x * 113 + c * 4021 + salt * 97) % NOISE_PRIME  # each sum below 2²⁴ too
+    v = (v * v + x + 1234) % NOISE_PRIME
     v = (v * v + y + 777) % NOISE_PRIME
     v = (v * v + c + 4242) % NOISE_PRIME
     return (v.float() / NOISE_PRIME).to(like.dtype)
