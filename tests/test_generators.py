@@ -190,6 +190,8 @@ def test_a_texture_net_with_noise_is_deterministic_outside_training_and_random_i
     with torch.no_grad():
         fixed = model(x)
         assert torch.equal(model(x), fixed)
-        assert torch.allclose(model(x[1:]), fixed[1:], atol=1e-4)  # the same noise for each picture of a batch
+        # The same noise for each picture of a batch. A batch of one runs other convolution kernels: 1e-4 apart
+        # here, a little more on CI's CPU; different noise differs by ~0.3 on average and ~3 at most.
+        assert torch.allclose(model(x[1:]), fixed[1:], atol=2e-3)
         drawn = [model(x, noise=torch.Generator().manual_seed(s)) for s in (1, 2)]
     assert (drawn[0] - drawn[1]).abs().max() > 1e-3  # the noise does reach the picture
