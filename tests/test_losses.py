@@ -2,7 +2,15 @@ import pytest
 import torch
 
 from tests.helpers import random_vgg_state
-from train.losses import PerceptualLoss, SlicedHistogram, gram_matrix, out_of_range, tile_grams, total_variation
+from train.losses import (
+    PerceptualLoss,
+    SlicedHistogram,
+    gram_matrix,
+    low_frequency_excess,
+    out_of_range,
+    tile_grams,
+    total_variation,
+)
 from train.vgg_weights import build_loss_network, parse_vgg_state
 
 
@@ -215,3 +223,48 @@ def test_with_a_style_grid_texture_on_half_the_picture_no_longer_matches_the_pai
     with pytest.raises(ValueError, match="relu3_3 are not style layers"):
         PerceptualLoss(_PixelsAsFeatures(), painting, {}, two, 0.0, 1.0, 0.0, style_grid=2,
                        style_grid_layers=["relu3_3"])  # fmt: skip
+
+
+def _night_sky_with_a_figure(size=192):
+    """A dark sky getting lighter downwards (20 → 50 of 255) with a light square figure: RGB 0–255, (1, 3, H, W)."""
+    y = torch.linspace(0, 1, size)[:, None].expand(size, size)
+    photo = (20 + 30 * y).expand(1, 3, size, size).clone()
+    photo[..., 120:170, 60:110] = 220.0
+    return photo, y
+
+
+def test_the_low_frequency_term_sees_bands_across_a_smooth_sky_not_fine_texture_or_the_photos_own_structure():
+    photo, y = _night_sky_with_a_figure()
+    rows, cols = torch.meshgrid(torch.arange(192), torch.arange(192), indexing="ij")
+    dots = photo + 150.0 * (((rows % 8 - 4) ** 2 + (cols % 8 - 4) ** 2) < 6).float()  # a painting's dots, 8 px apart
+    grain = photo + 60 * (torch.rand(photo.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1)  # fine strokes
+    stronger = 2 * photo - 20  # the photo's own sky gradient and figure with twice the contrast
+    phase = torch.tensor([0.0, 2.0, 4.0])[:, None, None]
+    arc = (128 + 120 * torch.sin(6 * y + phase))[None]  # the sky's gradient redrawn as bands of colour
+    blob = photo + 120 * torch.exp(-((rows - 50.0) ** 2 + (cols - 140.0) ** 2) / (2 * 25.0**2))  # a glow on the sky
+    excess = {name: low_frequency_excess(out, photo, 32).item() for name, out in
+              (("photo", photo), ("dots", dots), ("grain", grain), ("stronger", stronger), ("arc", arc),
+               ("blob", blob))}  # fmt: skip
+    assert excess["photo"] == excess["dots"] == excess["grain"] == excess["stronger"] == 0
+    assert excess["arc"] > 0.01 and excess["blob"] > 0.001
+    # through a blur finer than their spacing the dots and the grain are large-scale change too
+    assert low_frequency_excess(dots, photo, 4).item() > 0.01 and low_frequency_excess(grain, photo, 2).item() > 0.005
+    arc.requires_grad_(True)
+    low_frequency_excess(arc, photo, 32).backward()
+    assert arc.grad is not None and arc.grad.abs().sum() > 0
+
+
+def test_the_low_frequency_term_is_weighted_summed_and_off_by_default():
+    photo, y = _night_sky_with_a_figure(64)
+    arc = (128 + 120 * torch.sin(6 * y + torch.tensor([0.0, 2.0, 4.0])[:, None, None]))[None]
+    loss = PerceptualLoss(_PixelsAsFeatures(), photo, {"relu2_2": 1.0}, {"relu1_2": 1.0}, 1.0, 1.0, 0.0, "relative",
+                          lowfreq_weight=5.0, lowfreq_scale=16)  # fmt: skip
+    terms = loss(arc, photo)
+    torch.testing.assert_close(terms["lowfreq"], 5.0 * low_frequency_excess(arc, photo, 16))
+    assert terms["lowfreq"].item() > 0
+    parts = ("content", "style", "tv", "range", "histogram", "lowfreq")
+    torch.testing.assert_close(terms["total"], sum(terms[k] for k in parts))
+    off = PerceptualLoss(_PixelsAsFeatures(), photo, {"relu2_2": 1.0}, {"relu1_2": 1.0}, 1.0, 1.0, 0.0, "relative")
+    assert off(arc, photo)["lowfreq"].item() == 0
+    with pytest.raises(ValueError, match="low-frequency"):
+        PerceptualLoss(_PixelsAsFeatures(), photo, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, lowfreq_weight=-1.0)

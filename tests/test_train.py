@@ -346,16 +346,19 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     bright = tmp_path / "bright.safetensors"
     save_model(bright, model, GeneratorSpec(**meta["generator"]), meta["training"])
     args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4",
-                      "--histogram-weight", "1", "--style-grid", "2")  # fmt: skip
+                      "--histogram-weight", "1", "--style-grid", "2", "--lowfreq-weight", "3",
+                      "--lowfreq-scale", "8")  # fmt: skip
     assert invoke(args).exit_code == 0
     log = read_log(tmp_path / "ranged")
     assert log[0]["range"] > 0 and log[-1]["range"] < 0.3 * log[0]["range"]
-    parts = ("content", "style", "tv", "range", "histogram")
+    parts = ("content", "style", "tv", "range", "histogram", "lowfreq")
     assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
     _, ranged = load_model(tmp_path / "ranged" / "model.safetensors")
     assert ranged["training"]["range_weight"] == 1e4
     assert log[-1]["histogram/relu1_1"] > 0 and ranged["training"]["histogram_weight"] == 1
     assert ranged["training"]["style_grid"] == 2 and meta["training"]["style_grid"] == 1
+    assert (ranged["training"]["lowfreq_weight"], ranged["training"]["lowfreq_scale"]) == (3, 8)
+    assert max(line["lowfreq"] for line in log) > 0 and read_log(out)[-1]["lowfreq"] == 0
     assert read_log(out)[-1]["range"] == 0  # off unless asked for (the published recipes judge the raw output)
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--range-weight", "-1"]), "--range-weight")
     assert_one_line_error(
@@ -366,6 +369,8 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     assert_one_line_error(invoke(not_style), "--style-grid-layers: relu5_1 not in --style-layers")
     too_fine = [*train_args(inputs, tmp_path / "x"), "--style-grid", "64", "--style-layers", "relu1_2,relu2_2"]
     assert_one_line_error(invoke(too_fine), "--style-grid 64: relu2_2 is")
+    assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--lowfreq-weight", "-1"]), "--lowfreq-weight")
+    assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--lowfreq-scale", "1"]), "--lowfreq-scale")
     empty = [*train_args(inputs, tmp_path / "x"), "--histogram-weight", "1", "--histogram-layers", ""]
     assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 

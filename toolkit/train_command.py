@@ -74,6 +74,12 @@ def train(
     histogram_weight: float = typer.Option(
         None, "--histogram-weight", help="> 0: match those distributions to the painting's (sliced Wasserstein)."
     ),
+    lowfreq_weight: float = typer.Option(
+        None, "--lowfreq-weight", help="> 0: penalise large-scale colour change where the photo is smooth (arcs)."
+    ),
+    lowfreq_scale: int = typer.Option(
+        None, "--lowfreq-scale", help="The box blur, in px, that --lowfreq-weight looks through (default 32)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -131,6 +137,8 @@ def train(
         range_weight=range_weight,
         histogram_layers=histogram_layers,
         histogram_weight=histogram_weight,
+        lowfreq_weight=lowfreq_weight,
+        lowfreq_scale=lowfreq_scale,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

@@ -42,6 +42,8 @@ class TrainConfig:
     range_weight: float = 0.0  # > 0: the loss judges the output clipped to 0–255 and penalises values outside
     histogram_layers: str = "relu1_1"  # compared as distributions (train.losses.SlicedHistogram) ...
     histogram_weight: float = 0.0  # ... with this weight; 0: off
+    lowfreq_weight: float = 0.0  # > 0: large-scale colour change where the photo has none costs this much ...
+    lowfreq_scale: int = 32  # ... seen through a box blur of this many px (train.losses.low_frequency_excess)
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -214,6 +216,8 @@ FIXED_ON_RESUME = (
     "range_weight",
     "histogram_layers",
     "histogram_weight",
+    "lowfreq_weight",
+    "lowfreq_scale",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -319,6 +323,13 @@ def validate(config: TrainConfig) -> None:
     if config.histogram_weight and not parse_layers(config.histogram_layers, "--histogram-layers"):
         raise UserError(
             "--histogram-layers is empty; name at least one layer, e.g. relu1_1, or set --histogram-weight 0"
+        )
+    if config.lowfreq_weight < 0:
+        raise UserError("--lowfreq-weight must be 0 or more")
+    if config.lowfreq_scale < 2 or (config.lowfreq_weight and config.lowfreq_scale > config.image_size // 2):
+        raise UserError(
+            f"--lowfreq-scale must be 2 to half the --image-size ({config.image_size // 2}): the blurred crop needs "
+            "at least two neighbours to compare"
         )
     if config.lr <= 0:
         raise UserError("--lr must be positive")

@@ -52,6 +52,27 @@ def out_of_range(images: Tensor) -> Tensor:
     return (images - images.clamp(0, 255)).pow(2).mean() / 255.0**2
 
 
+def low_frequency_excess(output: Tensor, photo: Tensor, scale: int, gain: float = 2.0, margin: float = 0.02) -> Tensor:
+    """How much more large-scale colour change the output has than the photo, where the photo has little.
+
+    Both pictures (RGB 0–255, NCHW) are blurred with a `scale`-px box (stride scale/2) and compared neighbour by
+    neighbour: the output's colour step (L2 over RGB, 0–1 units) beyond `gain` × the photo's step plus `margin` is
+    squared and averaged. Texture finer than `scale` (a painting's dots, strokes, lead lines) averages out and costs
+    nothing; so does the photo's own structure, up to `gain`× its contrast. What is left is what the Gram terms do
+    not count against: a smooth sky's gradient redrawn as bands of the painting's colours (candy's arc), bright glows
+    or dark blotches in open areas. At 32 px on the yardstick's six sheet photos (512 px; ×1e3): bundled candy 1.5–9.0,
+    the rocket's night sky the most; Johnson's candy 1.7–7.6; bundled mosaic and Johnson's mosaic 0.4–2.2."""
+    stride = max(1, scale // 2)
+    blurred = F.avg_pool2d(torch.cat([output, photo]).float() / 255.0, scale, stride)
+    steps = []
+    for dy, dx in ((1, 0), (0, 1)):
+        h, w = blurred.shape[2] - dy, blurred.shape[3] - dx
+        diff = blurred[..., dy : dy + h, dx : dx + w] - blurred[..., :h, :w]
+        steps.append(diff.pow(2).sum(dim=1).add(1e-12).sqrt())  # (2N, h, w): the colour step's length
+    excess = [torch.relu(o - gain * p - margin).pow(2).mean() for o, p in (step.chunk(2) for step in steps)]
+    return (excess[0] + excess[1]) / 2
+
+
 class SlicedHistogram(nn.Module):
     """Distance between the distribution of a picture's features and the painting's, not only their second moments
     (a Gram matrix matches those and can leave the painting's palette paler): the features of each output image
@@ -109,6 +130,9 @@ class PerceptualLoss(nn.Module):
     bare (measured on mosaic: more line work 9–28 px from figures than 41–63 px out, the yardstick's `echo`); per cell,
     every part of the picture has to carry the painting's texture. 1 (the published recipes): the whole output.
     `style_grid_layers`: the style layers compared per cell (None: all); the others compare the whole output.
+
+    `lowfreq_weight` > 0: adds `lowfreq_weight × low_frequency_excess(output, photo, lowfreq_scale)`, large-scale
+    colour change where the photo has none (arcs and blotches across smooth skies). 0 (the published recipes): off.
     """
 
     def __init__(
@@ -126,6 +150,8 @@ class PerceptualLoss(nn.Module):
         histogram_weight: float = 0.0,
         style_grid: int = 1,
         style_grid_layers: list[str] | None = None,
+        lowfreq_weight: float = 0.0,
+        lowfreq_scale: int = 32,
     ):
         super().__init__()
         if scale not in LOSS_SCALES:
@@ -140,6 +166,11 @@ class PerceptualLoss(nn.Module):
         if range_weight < 0:
             raise ValueError(f"range weight must be 0 or more, not {range_weight}")
         self.range_weight = range_weight
+        if lowfreq_weight < 0 or lowfreq_scale < 2:
+            raise ValueError(f"low-frequency weight must be 0 or more and its scale 2 or more, not {lowfreq_weight}, "
+                             f"{lowfreq_scale}")  # fmt: skip
+        self.lowfreq_weight = lowfreq_weight
+        self.lowfreq_scale = lowfreq_scale
         if style_grid < 1:
             raise ValueError(f"style grid must be 1 or more, not {style_grid}")
         grid_layers = list(style_layers) if style_grid_layers is None else list(style_grid_layers)
@@ -164,8 +195,8 @@ class PerceptualLoss(nn.Module):
     def forward(self, output: Tensor, content: Tensor) -> dict[str, Tensor]:
         """Loss terms for generator `output` given the `content` images (both RGB 0–255 NCHW).
 
-        Returns `total`, `content`, `style`, `tv`, `range` (each already weighted), and the unweighted per-layer
-        terms `content/<layer>` and `style/<layer>`.
+        Returns `total`, `content`, `style`, `tv`, `range`, `histogram`, `lowfreq` (each already weighted), and
+        the unweighted per-layer terms `content/<layer>`, `style/<layer>` and `histogram/<layer>`.
         """
         raw = output
         if self.range_weight:
@@ -201,5 +232,9 @@ class PerceptualLoss(nn.Module):
             terms[f"histogram/{name}"] = term.detach()
             histogram_sum = histogram_sum + weight * term
         terms["histogram"] = self.histogram_weight * histogram_sum
-        terms["total"] = terms["content"] + terms["style"] + terms["tv"] + terms["range"] + terms["histogram"]
+        lowfreq = low_frequency_excess(output, content, self.lowfreq_scale) if self.lowfreq_weight else tv.new_zeros(())
+        terms["lowfreq"] = self.lowfreq_weight * lowfreq
+        terms["total"] = (
+            terms["content"] + terms["style"] + terms["tv"] + terms["range"] + terms["histogram"] + terms["lowfreq"]
+        )
         return terms
