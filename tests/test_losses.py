@@ -247,6 +247,7 @@ def test_the_low_frequency_term_sees_bands_across_a_smooth_sky_not_fine_texture_
                ("blob", blob))}  # fmt: skip
     assert excess["photo"] == excess["dots"] == excess["grain"] == excess["stronger"] == 0
     assert excess["arc"] > 0.01 and excess["blob"] > 0.001
+    assert low_frequency_excess(stronger, photo, 32, gain=1.0).item() > 0.001  # twice the photo's contrast, gain 1
     # through a blur finer than their spacing the dots and the grain are large-scale change too
     assert low_frequency_excess(dots, photo, 4).item() > 0.01 and low_frequency_excess(grain, photo, 2).item() > 0.005
     arc.requires_grad_(True)
@@ -258,9 +259,9 @@ def test_the_low_frequency_term_is_weighted_summed_and_off_by_default():
     photo, y = _night_sky_with_a_figure(64)
     arc = (128 + 120 * torch.sin(6 * y + torch.tensor([0.0, 2.0, 4.0])[:, None, None]))[None]
     loss = PerceptualLoss(_PixelsAsFeatures(), photo, {"relu2_2": 1.0}, {"relu1_2": 1.0}, 1.0, 1.0, 0.0, "relative",
-                          lowfreq_weight=5.0, lowfreq_scale=16)  # fmt: skip
+                          lowfreq_weight=5.0, lowfreq_scale=16, lowfreq_gain=1.5)  # fmt: skip
     terms = loss(arc, photo)
-    torch.testing.assert_close(terms["lowfreq"], 5.0 * low_frequency_excess(arc, photo, 16))
+    torch.testing.assert_close(terms["lowfreq"], 5.0 * low_frequency_excess(arc, photo, 16, 1.5))
     assert terms["lowfreq"].item() > 0
     parts = ("content", "style", "tv", "range", "histogram", "lowfreq")
     torch.testing.assert_close(terms["total"], sum(terms[k] for k in parts))

@@ -347,7 +347,7 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     save_model(bright, model, GeneratorSpec(**meta["generator"]), meta["training"])
     args = train_args(inputs, tmp_path / "ranged", 10, "--init", str(bright), "--range-weight", "1e4",
                       "--histogram-weight", "1", "--style-grid", "2", "--lowfreq-weight", "3",
-                      "--lowfreq-scale", "8")  # fmt: skip
+                      "--lowfreq-scale", "8", "--lowfreq-gain", "1")  # fmt: skip
     assert invoke(args).exit_code == 0
     log = read_log(tmp_path / "ranged")
     assert log[0]["range"] > 0 and log[-1]["range"] < 0.3 * log[0]["range"]
@@ -357,7 +357,7 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     assert ranged["training"]["range_weight"] == 1e4
     assert log[-1]["histogram/relu1_1"] > 0 and ranged["training"]["histogram_weight"] == 1
     assert ranged["training"]["style_grid"] == 2 and meta["training"]["style_grid"] == 1
-    assert (ranged["training"]["lowfreq_weight"], ranged["training"]["lowfreq_scale"]) == (3, 8)
+    assert [ranged["training"][f"lowfreq_{key}"] for key in ("weight", "scale", "gain")] == [3, 8, 1]
     assert max(line["lowfreq"] for line in log) > 0 and read_log(out)[-1]["lowfreq"] == 0
     assert read_log(out)[-1]["range"] == 0  # off unless asked for (the published recipes judge the raw output)
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--range-weight", "-1"]), "--range-weight")
@@ -371,6 +371,7 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     assert_one_line_error(invoke(too_fine), "--style-grid 64: relu2_2 is")
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--lowfreq-weight", "-1"]), "--lowfreq-weight")
     assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--lowfreq-scale", "1"]), "--lowfreq-scale")
+    assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), "--lowfreq-gain", "-1"]), "--lowfreq-gain")
     empty = [*train_args(inputs, tmp_path / "x"), "--histogram-weight", "1", "--histogram-layers", ""]
     assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 

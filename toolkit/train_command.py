@@ -80,6 +80,9 @@ def train(
     lowfreq_scale: int = typer.Option(
         None, "--lowfreq-scale", help="The box blur, in px, that --lowfreq-weight looks through (default 32)."
     ),
+    lowfreq_gain: float = typer.Option(
+        None, "--lowfreq-gain", help="How many times the photo's own large-scale change is free (default 2)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -139,6 +142,7 @@ def train(
         histogram_weight=histogram_weight,
         lowfreq_weight=lowfreq_weight,
         lowfreq_scale=lowfreq_scale,
+        lowfreq_gain=lowfreq_gain,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

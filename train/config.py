@@ -43,7 +43,8 @@ class TrainConfig:
     histogram_layers: str = "relu1_1"  # compared as distributions (train.losses.SlicedHistogram) ...
     histogram_weight: float = 0.0  # ... with this weight; 0: off
     lowfreq_weight: float = 0.0  # > 0: large-scale colour change where the photo has none costs this much ...
-    lowfreq_scale: int = 32  # ... seen through a box blur of this many px (train.losses.low_frequency_excess)
+    lowfreq_scale: int = 32  # ... seen through a box blur of this many px (train.losses.low_frequency_excess) ...
+    lowfreq_gain: float = 2.0  # ... beyond this many times the photo's own change
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -218,6 +219,7 @@ FIXED_ON_RESUME = (
     "histogram_weight",
     "lowfreq_weight",
     "lowfreq_scale",
+    "lowfreq_gain",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -326,6 +328,8 @@ def validate(config: TrainConfig) -> None:
         )
     if config.lowfreq_weight < 0:
         raise UserError("--lowfreq-weight must be 0 or more")
+    if config.lowfreq_gain < 0:
+        raise UserError("--lowfreq-gain must be 0 or more")
     if config.lowfreq_scale < 2 or (config.lowfreq_weight and config.lowfreq_scale > config.image_size // 2):
         raise UserError(
             f"--lowfreq-scale must be 2 to half the --image-size ({config.image_size // 2}): the blurred crop needs "

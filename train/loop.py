@@ -201,7 +201,7 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
         config.content_weight, config.style_weight, config.tv_weight, config.loss_scale, config.range_weight,
         histogram_layers, config.histogram_weight, config.style_grid,
         list(parse_layers(config.style_grid_layers, "--style-grid-layers")) or None,
-        config.lowfreq_weight, config.lowfreq_scale,
+        config.lowfreq_weight, config.lowfreq_scale, config.lowfreq_gain,
     )  # fmt: skip
     return loss, weights.source
 
@@ -290,6 +290,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "histogram_weight": config.histogram_weight,
         "lowfreq_weight": config.lowfreq_weight,
         "lowfreq_scale": config.lowfreq_scale if config.lowfreq_weight else None,
+        "lowfreq_gain": config.lowfreq_gain if config.lowfreq_weight else None,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,

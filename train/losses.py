@@ -131,8 +131,9 @@ class PerceptualLoss(nn.Module):
     every part of the picture has to carry the painting's texture. 1 (the published recipes): the whole output.
     `style_grid_layers`: the style layers compared per cell (None: all); the others compare the whole output.
 
-    `lowfreq_weight` > 0: adds `lowfreq_weight × low_frequency_excess(output, photo, lowfreq_scale)`, large-scale
-    colour change where the photo has none (arcs and blotches across smooth skies). 0 (the published recipes): off.
+    `lowfreq_weight` > 0: adds `lowfreq_weight × low_frequency_excess(output, photo, lowfreq_scale, lowfreq_gain)`,
+    large-scale colour change where the photo has none (arcs and blotches across smooth skies). 0 (the published
+    recipes): off.
     """
 
     def __init__(
@@ -152,6 +153,7 @@ class PerceptualLoss(nn.Module):
         style_grid_layers: list[str] | None = None,
         lowfreq_weight: float = 0.0,
         lowfreq_scale: int = 32,
+        lowfreq_gain: float = 2.0,
     ):
         super().__init__()
         if scale not in LOSS_SCALES:
@@ -171,6 +173,7 @@ class PerceptualLoss(nn.Module):
                              f"{lowfreq_scale}")  # fmt: skip
         self.lowfreq_weight = lowfreq_weight
         self.lowfreq_scale = lowfreq_scale
+        self.lowfreq_gain = lowfreq_gain
         if style_grid < 1:
             raise ValueError(f"style grid must be 1 or more, not {style_grid}")
         grid_layers = list(style_layers) if style_grid_layers is None else list(style_grid_layers)
@@ -232,7 +235,9 @@ class PerceptualLoss(nn.Module):
             terms[f"histogram/{name}"] = term.detach()
             histogram_sum = histogram_sum + weight * term
         terms["histogram"] = self.histogram_weight * histogram_sum
-        lowfreq = low_frequency_excess(output, content, self.lowfreq_scale) if self.lowfreq_weight else tv.new_zeros(())
+        lowfreq = tv.new_zeros(())
+        if self.lowfreq_weight:
+            lowfreq = low_frequency_excess(output, content, self.lowfreq_scale, self.lowfreq_gain)
         terms["lowfreq"] = self.lowfreq_weight * lowfreq
         terms["total"] = (
             terms["content"] + terms["style"] + terms["tv"] + terms["range"] + terms["histogram"] + terms["lowfreq"]
