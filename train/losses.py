@@ -59,9 +59,11 @@ def low_frequency_excess(output: Tensor, photo: Tensor, scale: int, gain: float 
     neighbour: the output's colour step (L2 over RGB, 0–1 units) beyond `gain` × the photo's step plus `margin` is
     squared and averaged. Texture finer than `scale` (a painting's dots, strokes, lead lines) averages out and costs
     nothing; so does the photo's own structure, up to `gain`× its contrast. What is left is what the Gram terms do
-    not count against: a smooth sky's gradient redrawn as bands of the painting's colours, bright glows
-    or dark blotches in open areas. At 32 px on the yardstick's six sheet photos (512 px; ×1e3): bundled candy 1.5–9.0,
-    the rocket's night sky the most; Johnson's candy 1.7–7.6; bundled mosaic and Johnson's mosaic 0.4–2.2."""
+    not count against: a smooth sky's gradient redrawn as bands of the painting's colours, bright glows or dark
+    blotches in open areas. At 32 px, gain 2, on the yardstick's six sheet photos (512 px; ×1e3): bundled candy
+    1.5–9.0, the rocket's night sky the most; Johnson's candy 1.7–7.6; bundled mosaic and Johnson's mosaic 0.4–2.2.
+    Trained against (docs/recipe.md) it takes blotches out of open backdrops; candy's arc across the rocket's sky
+    stays, drawn in cells along the sky's brightness contours, finer than the blur."""
     stride = max(1, scale // 2)
     blurred = F.avg_pool2d(torch.cat([output, photo]).float() / 255.0, scale, stride)
     steps = []
