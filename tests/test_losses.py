@@ -269,3 +269,5 @@ def test_the_low_frequency_term_is_weighted_summed_and_off_by_default():
     assert off(arc, photo)["lowfreq"].item() == 0
     with pytest.raises(ValueError, match="low-frequency"):
         PerceptualLoss(_PixelsAsFeatures(), photo, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, lowfreq_weight=-1.0)
+    with pytest.raises(ValueError, match="low-frequency"):
+        PerceptualLoss(_PixelsAsFeatures(), photo, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, lowfreq_gain=-1.0)

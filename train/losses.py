@@ -170,9 +170,9 @@ class PerceptualLoss(nn.Module):
         if range_weight < 0:
             raise ValueError(f"range weight must be 0 or more, not {range_weight}")
         self.range_weight = range_weight
-        if lowfreq_weight < 0 or lowfreq_scale < 2:
-            raise ValueError(f"low-frequency weight must be 0 or more and its scale 2 or more, not {lowfreq_weight}, "
-                             f"{lowfreq_scale}")  # fmt: skip
+        if lowfreq_weight < 0 or lowfreq_scale < 2 or lowfreq_gain < 0:
+            raise ValueError(f"low-frequency weight and gain must be 0 or more and its scale 2 or more, not "
+                             f"{lowfreq_weight}, {lowfreq_gain}, {lowfreq_scale}")  # fmt: skip
         self.lowfreq_weight = lowfreq_weight
         self.lowfreq_scale = lowfreq_scale
         self.lowfreq_gain = lowfreq_gain
