@@ -376,6 +376,29 @@ def test_a_range_weight_brings_a_generator_painting_beyond_255_back_into_range(i
     assert_one_line_error(invoke(empty), "--histogram-layers is empty")
 
 
+def test_a_relight_weight_compares_each_crop_with_itself_under_another_light(inputs, full_run, tmp_path):
+    out, _ = full_run
+    assert (
+        invoke(train_args(inputs, tmp_path / "lit", 6, "--relight-weight", "100", "--relight-scale", "8")).exit_code
+        == 0
+    )
+    log = read_log(tmp_path / "lit")
+    parts = ("content", "style", "tv", "range", "histogram", "lowfreq", "relight")
+    assert all(line["relight"] > 0 for line in log)
+    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
+    _, lit = load_model(tmp_path / "lit" / "model.safetensors")
+    assert [lit["training"][f"relight_{key}"] for key in ("weight", "amount", "scale")] == [100, 0.5, 8]
+    assert "relight" not in read_log(out)[-1]  # off unless asked for
+    # a texture net's crop and its relit copy get the same noise: under (almost) the same light, (almost) no change
+    noisy = ("--arch", "texture", "--noise-channels", "2", "--relight-weight", "100", "--relight-amount", "1e-6")
+    assert invoke([*train_args(inputs, tmp_path / "noisy", 2), *noisy]).exit_code == 0
+    assert 0 <= read_log(tmp_path / "noisy")[-1]["relight"] < 1e-6
+    for flag, value in (("--relight-weight", "-1"), ("--relight-amount", "0"), ("--relight-scale", "0")):
+        assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
+    too_wide = [*train_args(inputs, tmp_path / "x"), "--relight-weight", "1", "--relight-scale", "33"]
+    assert_one_line_error(invoke(too_wide), "--relight-scale")
+
+
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
     inputs, tmp_path, monkeypatch
 ):

@@ -83,6 +83,15 @@ def train(
     lowfreq_gain: float = typer.Option(
         None, "--lowfreq-gain", help="How many times the photo's own large-scale change is free (default 2)."
     ),
+    relight_weight: float = typer.Option(
+        None, "--relight-weight", help="> 0: penalise redrawing a crop when its light changes smoothly (arcs)."
+    ),
+    relight_amount: float = typer.Option(
+        None, "--relight-amount", help="Light changed by up to ×(1+this) in ramps and vignettes (default 0.5)."
+    ),
+    relight_scale: int = typer.Option(
+        None, "--relight-scale", help="The box blur, in px, that --relight-weight looks through (default 16)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -143,6 +152,9 @@ def train(
         lowfreq_weight=lowfreq_weight,
         lowfreq_scale=lowfreq_scale,
         lowfreq_gain=lowfreq_gain,
+        relight_weight=relight_weight,
+        relight_amount=relight_amount,
+        relight_scale=relight_scale,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

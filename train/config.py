@@ -45,6 +45,9 @@ class TrainConfig:
     lowfreq_weight: float = 0.0  # > 0: large-scale colour change where the photo has none costs this much ...
     lowfreq_scale: int = 32  # ... seen through a box blur of this many px (train.losses.low_frequency_excess) ...
     lowfreq_gain: float = 2.0  # ... beyond this many times the photo's own change
+    relight_weight: float = 0.0  # > 0: the output's change when the crop is relit smoothly costs this much ...
+    relight_amount: float = 0.5  # ... lit by up to ×(1 + amount) or ÷(1 + amount) (train.relight) ...
+    relight_scale: int = 16  # ... seen through a box blur of this many px
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -220,6 +223,9 @@ FIXED_ON_RESUME = (
     "lowfreq_weight",
     "lowfreq_scale",
     "lowfreq_gain",
+    "relight_weight",
+    "relight_amount",
+    "relight_scale",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -335,6 +341,12 @@ def validate(config: TrainConfig) -> None:
             f"--lowfreq-scale must be 2 to half the --image-size ({config.image_size // 2}): the blurred crop needs "
             "at least two neighbours to compare"
         )
+    if config.relight_weight < 0:
+        raise UserError("--relight-weight must be 0 or more")
+    if not 0 < config.relight_amount <= 4:
+        raise UserError("--relight-amount must be above 0 and at most 4 (light changed by up to ×5)")
+    if config.relight_scale < 1 or (config.relight_weight and config.relight_scale > config.image_size):
+        raise UserError(f"--relight-scale must be 1 to the --image-size ({config.image_size}) px")
     if config.lr <= 0:
         raise UserError("--lr must be positive")
     if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:

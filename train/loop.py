@@ -33,6 +33,7 @@ from train.data import scan_folder as scan_images
 from train.generators import GeneratorSpec, build_generator
 from train.losses import PerceptualLoss
 from train.onnx_weights import generator_from_onnx
+from train.relight import random_relighting, relight, relighting_change
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 
 MODEL_FILE = "model.safetensors"
@@ -291,6 +292,9 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "lowfreq_weight": config.lowfreq_weight,
         "lowfreq_scale": config.lowfreq_scale if config.lowfreq_weight else None,
         "lowfreq_gain": config.lowfreq_gain if config.lowfreq_weight else None,
+        "relight_weight": config.relight_weight,
+        "relight_amount": config.relight_amount if config.relight_weight else None,
+        "relight_scale": config.relight_scale if config.relight_weight else None,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
@@ -340,6 +344,12 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
                 "or lower loss weights"
             )
 
+    def stylize(images: torch.Tensor) -> torch.Tensor:
+        if noise is None:
+            return generator(images)
+        noise.manual_seed(config.seed * 1_000_003 + step)  # a crop and its relit copy get the same noise
+        return generator(images, noise=noise)
+
     with _StopOnSigint() as stop, (out / LOG_FILE).open("a" if resume else "w") as log:
         for images, failures in loader:
             for line in (f for text in failures for f in text.split("\n") if f):
@@ -352,12 +362,14 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
             for group in optimizer.param_groups:
                 group["lr"] = config.lr_at(step)
             with torch.autocast(device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-                if noise is not None:
-                    noise.manual_seed(config.seed * 1_000_003 + step)
-                    output = generator(images, noise=noise)
-                else:
-                    output = generator(images)
+                output = stylize(images)
                 terms = loss_fn(output, images)
+                if config.relight_weight:  # the same crops under a smooth change of light (train.relight)
+                    n, _, h, w = images.shape
+                    gains = random_relighting(n, h, w, config.relight_amount, config.seed * 1_000_003 + step, device)
+                    change = relighting_change(output, stylize(relight(images, gains)), config.relight_scale)
+                    terms["relight"] = config.relight_weight * change
+                    terms["total"] = terms["total"] + terms["relight"]
             optimizer.zero_grad(set_to_none=True)
             nonfinite |= ~torch.isfinite(terms["total"].detach())
             scaler.scale(terms["total"]).backward()
