@@ -397,6 +397,8 @@ def test_a_relight_weight_compares_each_crop_with_itself_under_another_light(inp
         assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
     too_wide = [*train_args(inputs, tmp_path / "x"), "--relight-weight", "1", "--relight-scale", "33"]
     assert_one_line_error(invoke(too_wide), "--relight-scale")
+    batch_norm = [*train_args(inputs, tmp_path / "x"), "--relight-weight", "1", "--norm", "batch"]
+    assert_one_line_error(invoke(batch_norm), "--relight-weight needs --norm instance")
 
 
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(

@@ -343,6 +343,11 @@ def validate(config: TrainConfig) -> None:
         )
     if config.relight_weight < 0:
         raise UserError("--relight-weight must be 0 or more")
+    if config.relight_weight and config.norm != "instance":
+        raise UserError(  # the relit pass would move the running statistics a second time per step
+            f"--relight-weight needs --norm instance (--norm {config.norm} keeps running statistics that the relit "
+            "copies would train too)"
+        )
     if not 0 < config.relight_amount <= 4:
         raise UserError("--relight-amount must be above 0 and at most 4 (light changed by up to ×5)")
     if config.relight_scale < 1 or (config.relight_weight and config.relight_scale > config.image_size):

@@ -47,7 +47,10 @@ def relight(images: Tensor, gains: Tensor) -> Tensor:
 
 def relighting_change(output: Tensor, relit_output: Tensor, scale: int = 16) -> Tensor:
     """Mean squared difference (0–1 units) between the two outputs seen through a `scale`-px box blur (stride
-    scale/2): where the large-scale colour layout moved. Texture finer than the blur may differ freely."""
+    scale/2): where the large-scale colour layout moved. Texture finer than the blur may differ freely.
+
+    The loop passes the raw outputs: unlike the perceptual terms under --range-weight, values beyond 0–255 count
+    here (the range term keeps them few). candy's stage 8 was trained so; changing it would change that record."""
     stride = max(1, scale // 2)
     blurred = F.avg_pool2d(torch.cat([output, relit_output]).float() / 255.0, scale, stride)
     first, second = blurred.chunk(2)
