@@ -61,6 +61,7 @@ class Style:
     photo_steps: int = 0  # stage 6 (MORE PHOTO, in NAME-p) from stage 5's weights; 0: none
     photo_grid: int = 1  # stage 6's --style-grid
     sky_steps: int = 0  # stage 7 (SKY, in NAME-k) from stage 6's weights with its loss and synthetic skies; 0: none
+    relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from stage 7's weights with its loss and relit crops; 0: none
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -68,7 +69,8 @@ STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
                     "mosaic-base", 1000, 1000, 800, 300, 400),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
-                   "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400),
+                   "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
+                   relight_steps=400),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400),
     # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
@@ -142,6 +144,17 @@ def with_skies(recipe: list[str]) -> list[str]:
     night sky) and turned a navy uniform light blue. Measured on candy (docs/recipe.md): stripes 22.4 → 8.1 %
     (18.2 % after the same steps without skies), the glow gone, palette 5.4 → 5.0, closeness 0.334 → 0.340."""
     return [*recipe, "--sky", "0.5"]
+
+
+def relit(recipe: list[str]) -> list[str]:
+    """Stage 8, from stage 7's weights with its loss (and seed): each crop is also stylized under a smooth change of
+    light (a ramp or a vignette, up to ×1.25 or ÷1.25), and the two outputs seen through a 16-px blur must agree
+    (--relight-weight 1000, train.relight). candy mapped a night sky's slow gradient to bands of its colours (the
+    rocket's arc): its large-scale layout moved 11.0 when the light changed by ±15 %, Johnson's 4.8, the photo's own
+    6.3. Measured on candy (docs/recipe.md): that change 11.0 → 3.5, the arc and the white blotches in open
+    backdrops gone; SSIM 0.377 → 0.343, stripes 8.1 → 19.9 % (the skies' cells more regular), closeness 0.340 →
+    0.349, palette 5.0 → 5.5."""
+    return [*recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
 
 
 def machine() -> str:
@@ -250,12 +263,13 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
         recipe = in_range(STRONGER if style.stronger_steps else FINAL)
         photo = more_photo(recipe, style.photo_grid)
         later += [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
-                  ("p", style.photo_steps, photo), ("k", style.sky_steps, with_skies(photo))]  # fmt: skip
+                  ("p", style.photo_steps, photo), ("k", style.sky_steps, with_skies(photo)),
+                  ("l", style.relight_steps, relit(with_skies(photo)))]  # fmt: skip
     for suffix, steps, recipe in later:
         if not steps:
             if suffix == "s6":
                 continue  # a style without STRONGER goes on to IN RANGE
-            break  # stages 4 to 7: a style stops at its first stage with no steps
+            break  # stages 4 to 8: a style stops at its first stage with no steps
         stages.append(Stage(runs / f"{name}-{suffix}", steps, recipe, stages[-1].run_dir / "model.safetensors"))
     return stages
 
