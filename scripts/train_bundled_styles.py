@@ -61,7 +61,7 @@ class Style:
     photo_steps: int = 0  # stage 6 (MORE PHOTO, in NAME-p) from stage 5's weights; 0: none
     photo_grid: int = 1  # stage 6's --style-grid
     sky_steps: int = 0  # stage 7 (SKY, in NAME-k) from stage 6's weights with its loss and synthetic skies; 0: none
-    relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from stage 7's weights with its loss and relit crops; 0: none
+    relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from the last stage's weights, its loss + relit crops; 0: none
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -262,13 +262,14 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
     if style.range_steps:
         recipe = in_range(STRONGER if style.stronger_steps else FINAL)
         photo = more_photo(recipe, style.photo_grid)
+        last = with_skies(photo) if style.sky_steps else photo  # RELIT goes on with the loss before it
         later += [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
                   ("p", style.photo_steps, photo), ("k", style.sky_steps, with_skies(photo)),
-                  ("l", style.relight_steps, relit(with_skies(photo)))]  # fmt: skip
+                  ("l", style.relight_steps, relit(last))]  # fmt: skip
     for suffix, steps, recipe in later:
         if not steps:
-            if suffix == "s6":
-                continue  # a style without STRONGER goes on to IN RANGE
+            if suffix == "s6" or (suffix == "k" and style.relight_steps):
+                continue  # a style without STRONGER goes on to IN RANGE; one without SKY, to RELIT
             break  # stages 4 to 8: a style stops at its first stage with no steps
         stages.append(Stage(runs / f"{name}-{suffix}", steps, recipe, stages[-1].run_dir / "model.safetensors"))
     return stages

@@ -1,5 +1,6 @@
 """The styles that ship in runtime/styles/: present, recorded, exact on the CPU, and instance-normalized."""
 
+import dataclasses
 import importlib.util
 import json
 import subprocess
@@ -148,6 +149,25 @@ def test_a_style_can_start_from_a_bundled_styles_weights(tmp_path):
     assert "runtime/styles/starry-night.json" in script.starts_from(style)
     from_run = script.Style("x.jpg", "a painting", 0, "mosaic-base", 10)
     assert script.plan("new", from_run, tmp_path)[0].init == tmp_path / "mosaic-base" / "model.safetensors"
+
+
+def test_a_relit_stage_follows_the_photo_stage_of_a_style_without_skies(tmp_path):
+    """RELIT goes on from the last stage with that stage's loss: the sky stage's where there is one, else the photo
+    stage's (no --sky)."""
+    script = _recipe_script()
+    style = script.Style("x.jpg", "a painting", 0, script.BUNDLED + "starry-night", 10, range_steps=5,
+                         histogram_steps=5, photo_steps=5, relight_steps=7)  # fmt: skip
+    stages = script.plan("new", style, tmp_path)
+    assert [s.run_dir.name for s in stages] == ["new", "new-r", "new-h", "new-p", "new-l"]
+    relit, photo = stages[-1], stages[-2]
+    assert relit.steps == 7 and relit.init == photo.run_dir / "model.safetensors"
+    assert relit.recipe == [*photo.recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
+    with_sky = script.plan("new", dataclasses.replace(style, sky_steps=3), tmp_path)
+    assert [s.run_dir.name for s in with_sky][-2:] == ["new-k", "new-l"]
+    assert with_sky[-1].recipe == [*with_sky[-2].recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
+    assert "--sky" in with_sky[-1].recipe
+    no_relight = script.plan("new", dataclasses.replace(style, relight_steps=0), tmp_path)
+    assert [s.run_dir.name for s in no_relight][-1] == "new-p"
 
 
 def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
