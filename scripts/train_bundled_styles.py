@@ -4,10 +4,10 @@
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
 which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
-MORE PHOTO, SKY, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with the full VGG-16 of the
-assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and
+MORE PHOTO, SKY, RELIT, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with the full
+VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and
 runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time, machine. Runs
-go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p and NAME-k (kept out of git); a stopped run
+go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k and NAME-l (kept out of git); a stopped run
 resumes where it stopped, a finished one is exported again. Without those runs (a fresh checkout), the stages that
 NAME.json already records are taken from NAME.onnx's weights (`recover`), so a new last stage trains from the
 bundled model rather than from scratch.
@@ -72,10 +72,10 @@ STYLES = {
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
                    relight_steps=400),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
-                          range_steps=400, histogram_steps=300, photo_steps=400),
+                          range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400),
     # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
     "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, BUNDLED + "starry-night",
-                           600, range_steps=300, histogram_steps=300, photo_steps=400),
+                           600, range_steps=300, histogram_steps=300, photo_steps=400, relight_steps=400),
     # a probe, not shipped (faces lose their features; docs/recipe.md), so not in --styles' default
     "the-scream": Style("the_scream.jpg", "Munch, The Scream (1893)", 0, "mosaic-base", 750, range_steps=400,
                         histogram_steps=300),
@@ -147,13 +147,15 @@ def with_skies(recipe: list[str]) -> list[str]:
 
 
 def relit(recipe: list[str]) -> list[str]:
-    """Stage 8, from stage 7's weights with its loss (and seed): each crop is also stylized under a smooth change of
-    light (a ramp or a vignette, up to ×1.25 or ÷1.25), and the two outputs seen through a 16-px blur must agree
-    (--relight-weight 1000, train.relight). candy mapped a night sky's slow gradient to bands of its colours (the
+    """The last stage (candy's 8th; rain-princess's and starry-night's 7th, after MORE PHOTO), from the stage before
+    with its loss (and seed): each crop is also stylized under a smooth change of light (a ramp or a vignette, up
+    to ×1.25 or ÷1.25), and the two outputs seen through a 16-px blur must agree (--relight-weight 1000,
+    train.relight). candy mapped a night sky's slow gradient to bands of its colours (the
     rocket's arc): its large-scale layout moved 11.0 when the light changed by ±15 %, Johnson's 4.8, the photo's own
     6.3. Measured on candy (docs/recipe.md): that change 11.0 → 3.5, the arc and the white blotches in open
     backdrops gone; SSIM 0.377 → 0.343, stripes 8.1 → 19.9 % (the skies' cells more regular), closeness 0.340 →
-    0.349, palette 5.0 → 5.5."""
+    0.349, palette 5.0 → 5.5. rain-princess: light 10.2 → 4.9, its rocket's arc gone, SSIM 0.434 → 0.417, palette
+    5.2 → 5.9; starry-night: light 7.5 → 3.7, the rocket's glow band gone, palette 12.7 → 14.0."""
     return [*recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
 
 
@@ -317,6 +319,9 @@ def recover(stages: list[Stage], shown_commands: list[str], previous: dict | Non
     from train.onnx_weights import generator_from_onnx
 
     last = stages[len(recorded) - 1]
+    exported = shlex.split(previous.get("export", ""))  # toolkit export RUN/model.safetensors …: which stage it was
+    if len(exported) < 3 or Path(exported[2]).parent.name != last.run_dir.name:
+        return None  # two stages of equal length (starry-night's 6th and 7th) cannot be told apart by their steps
     model = onnx.load(str(bundled), load_external_data=False)
     training = json.loads({entry.key: entry.value for entry in model.metadata_props}["training"])
     if training.get("steps") != last.steps:  # the file is not that stage's export (a probe exported over it?)
