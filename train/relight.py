@@ -9,7 +9,8 @@ Johnson's models nearly ignore the light; candy redraws more than the light chan
 the rocket's night sky: the sky's slow gradient (darker at the top and in the corners) is mapped to bands of the
 painting's colours along its brightness contours. Penalising the blurred change teaches the generator that a slow
 gradient of light is not a structure to paint. Trained into candy's stage 8 (docs/recipe.md): the arc went; with
-changes of light up to ×1.5 dark coats turned light as well, so candy's stage uses up to ×1.25.
+changes of light up to ×1.5 dark coats turned light as well, so candy's stage uses up to ×1.25, and so do
+rain-princess's and starry-night's last stages (their rocket's arc and glow band went too).
 """
 
 from __future__ import annotations
