@@ -401,6 +401,25 @@ def test_a_relight_weight_compares_each_crop_with_itself_under_another_light(inp
     assert_one_line_error(invoke(batch_norm), "--relight-weight needs --norm instance")
 
 
+def test_a_paste_weight_compares_each_crop_with_itself_with_a_shape_pasted_in(inputs, full_run, tmp_path):
+    out, _ = full_run
+    both = ("--paste-weight", "100", "--paste-scale", "4", "--relight-weight", "100", "--relight-scale", "8")
+    assert invoke(train_args(inputs, tmp_path / "pasted", 6, *both)).exit_code == 0
+    log = read_log(tmp_path / "pasted")
+    parts = ("content", "style", "tv", "range", "histogram", "lowfreq", "relight", "paste")
+    assert all(line["paste"] >= 0 for line in log) and any(line["paste"] > 0 for line in log)
+    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
+    _, pasted = load_model(tmp_path / "pasted" / "model.safetensors")
+    assert [pasted["training"][f"paste_{key}"] for key in ("weight", "scale")] == [100, 4]
+    assert "paste" not in read_log(out)[-1]  # off unless asked for
+    for flag, value in (("--paste-weight", "-1"), ("--paste-scale", "0")):
+        assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
+    too_wide = [*train_args(inputs, tmp_path / "x"), "--paste-weight", "1", "--paste-scale", "9"]
+    assert_one_line_error(invoke(too_wide), "--paste-scale must be 1 to a quarter of the --image-size (8)")
+    batch_norm = [*train_args(inputs, tmp_path / "x"), "--paste-weight", "1", "--norm", "batch"]
+    assert_one_line_error(invoke(batch_norm), "--paste-weight needs --norm instance")
+
+
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
     inputs, tmp_path, monkeypatch
 ):

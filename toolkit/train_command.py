@@ -92,6 +92,12 @@ def train(
     relight_scale: int = typer.Option(
         None, "--relight-scale", help="The box blur, in px, that --relight-weight looks through (default 16)."
     ),
+    paste_weight: float = typer.Option(
+        None, "--paste-weight", help="> 0: penalise redrawing the ground round a shape pasted into a crop (glows)."
+    ),
+    paste_scale: int = typer.Option(
+        None, "--paste-scale", help="The box blur, in px, that --paste-weight looks through (default 8)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -155,6 +161,8 @@ def train(
         relight_weight=relight_weight,
         relight_amount=relight_amount,
         relight_scale=relight_scale,
+        paste_weight=paste_weight,
+        paste_scale=paste_scale,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

@@ -48,6 +48,8 @@ class TrainConfig:
     relight_weight: float = 0.0  # > 0: the output's change when the crop is relit smoothly costs this much ...
     relight_amount: float = 0.5  # ... lit by up to ×(1 + amount) or ÷(1 + amount) (train.relight) ...
     relight_scale: int = 16  # ... seen through a box blur of this many px
+    paste_weight: float = 0.0  # > 0: the output's change round a flat shape pasted into the crop costs this much ...
+    paste_scale: int = 8  # ... seen through a box blur of this many px (train.paste)
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -226,6 +228,8 @@ FIXED_ON_RESUME = (
     "relight_weight",
     "relight_amount",
     "relight_scale",
+    "paste_weight",
+    "paste_scale",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -352,6 +356,18 @@ def validate(config: TrainConfig) -> None:
         raise UserError("--relight-amount must be above 0 and at most 4 (light changed by up to ×5)")
     if config.relight_scale < 1 or (config.relight_weight and config.relight_scale > config.image_size):
         raise UserError(f"--relight-scale must be 1 to the --image-size ({config.image_size}) px")
+    if config.paste_weight < 0:
+        raise UserError("--paste-weight must be 0 or more")
+    if config.paste_weight and config.norm != "instance":
+        raise UserError(  # as --relight-weight: a second pass per step would move the running statistics twice
+            f"--paste-weight needs --norm instance (--norm {config.norm} keeps running statistics that the pasted "
+            "copies would train too)"
+        )
+    if config.paste_scale < 1 or (config.paste_weight and config.paste_scale > config.image_size // 4):
+        raise UserError(
+            f"--paste-scale must be 1 to a quarter of the --image-size ({config.image_size // 4}) px: the blurred "
+            "crop needs cells away from the pasted shape"
+        )
     if config.lr <= 0:
         raise UserError("--lr must be positive")
     if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:

@@ -33,6 +33,7 @@ from train.data import scan_folder as scan_images
 from train.generators import GeneratorSpec, build_generator
 from train.losses import PerceptualLoss
 from train.onnx_weights import generator_from_onnx
+from train.paste import change_round_shapes, paste, random_shapes
 from train.relight import random_relighting, relight, relighting_change
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 
@@ -41,6 +42,7 @@ CHECKPOINT_FILE = "checkpoint.safetensors"
 LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
 NUM_SAMPLES = 4
+PASTE_SEEDS = 1 << 62  # the pasted shapes are drawn from seeds apart from the relit gains' (both per step)
 
 
 class Reporter:
@@ -295,6 +297,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "relight_weight": config.relight_weight,
         "relight_amount": config.relight_amount if config.relight_weight else None,
         "relight_scale": config.relight_scale if config.relight_weight else None,
+        "paste_weight": config.paste_weight,
+        "paste_scale": config.paste_scale if config.paste_weight else None,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
@@ -370,6 +374,13 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
                     change = relighting_change(output, stylize(relight(images, gains)), config.relight_scale)
                     terms["relight"] = config.relight_weight * change
                     terms["total"] = terms["total"] + terms["relight"]
+                if config.paste_weight:  # the same crops with a flat shape pasted in (train.paste)
+                    n, _, h, w = images.shape
+                    masks, colours = random_shapes(n, h, w, PASTE_SEEDS + config.seed * 1_000_003 + step, device)
+                    pasted = stylize(paste(images, masks, colours))
+                    change = change_round_shapes(output, pasted, masks, config.paste_scale)
+                    terms["paste"] = config.paste_weight * change
+                    terms["total"] = terms["total"] + terms["paste"]
             optimizer.zero_grad(set_to_none=True)
             nonfinite |= ~torch.isfinite(terms["total"].detach())
             scaler.scale(terms["total"]).backward()
