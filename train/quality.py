@@ -11,6 +11,8 @@ All images are H×W×3 uint8 RGB arrays. Everything except `GramCloseness` is nu
   them (ghost outlines echoing a figure, with a light band between).
 - `light_change`: how much a stylizer redraws the picture's large-scale layout when the photo's light changes
   smoothly (a ramp, a vignette): an arc of colour following a night sky's gradient moves with the light.
+- `figure_change`: how much a stylizer redraws the ground round a dark figure pasted into the photo (a glow, a
+  second outline), beyond the figure's own outline.
 - `GramCloseness`: Gram-matrix distance to the painting measured by a VGG that did not train the model, at several
   image scales so that structures larger than a VGG receptive field count too.
 """
@@ -245,6 +247,52 @@ def light_change(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray,
     for gain in relighting_fields(*photo.shape[:2]):
         relit = np.clip(np.rint(photo.astype(np.float64) * gain[..., None]), 0, 255).astype(np.uint8)
         changes.append(float(np.abs(blurred(stylize(relit)) - base).mean()))
+    return float(np.mean(changes))
+
+
+def pasted_figures(h: int, w: int, count: int = 3, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """`count` dark figures for an H×W photo, each a (mask, RGB colour): an upright ellipse with axes 5–13 % of the
+    short side, its centre in the middle half, a colour 10–40 in each channel. The same for every photo size."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float64)
+    side = min(h, w)
+    figures = []
+    for _ in range(count):
+        cy, cx = rng.uniform(0.25, 0.75) * h, rng.uniform(0.25, 0.75) * w
+        ry, rx = rng.uniform(0.05, 0.13) * side, rng.uniform(0.04, 0.10) * side
+        mask = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2 <= 1
+        figures.append((mask, rng.uniform(10, 40, 3)))
+    return figures
+
+
+def figure_change(
+    stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 8, ring: tuple[int, int] = (10, 48)
+) -> float:
+    """Root-mean-square change (0–255, over RGB) of the stylized picture, seen through a `blur`-px box, in a `ring`
+    of pixels round a dark figure pasted into the photo (city-block distance from it), the change's mean over the
+    ring removed; one figure at a time (`pasted_figures`), averaged over them.
+
+    What it sees: a glow or a second outline that a figure draws on the ground round it. What it leaves out: the
+    figure's own outline (nearer than the ring), texture finer than the blur, and a change of the whole picture's
+    tone (instance norm's statistics move when a dark figure enters the photo). The photo itself scores 0."""
+
+    def blurred(image: np.ndarray) -> np.ndarray:
+        rgb = np.asarray(image, np.float64)
+        return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
+
+    base = blurred(stylize(photo))
+    changes = []
+    for mask, colour in pasted_figures(*photo.shape[:2]):
+        pasted = photo.copy()
+        pasted[mask] = np.rint(colour).astype(np.uint8)
+        near, far = mask.copy(), mask.copy()
+        for d in range(ring[1]):
+            far = _dilate(far)
+            if d < ring[0]:
+                near = far.copy()
+        zone = box_mean((far & ~near).astype(np.float64), blur) > 1 - 1e-9  # windows wholly inside the ring
+        change = (blurred(stylize(pasted)) - base)[zone]
+        changes.append(float(np.sqrt(((change - change.mean(axis=0)) ** 2).mean())))
     return float(np.mean(changes))
 
 
