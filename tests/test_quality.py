@@ -137,6 +137,10 @@ def test_light_change_is_the_photos_own_for_identity_zero_for_a_fixed_texture_an
     stripes4 = (np.arange(128) % 4 < 2)[None, :, None] * np.full((96, 128, 3), 200, np.uint8)
     assert light_change(lambda rgb: np.roll(stripes4, int(rgb.mean()) % 4, axis=1), sky) == pytest.approx(0)
     assert light_change(contour_bands, sky) > 1.4 * own  # redraws more than the light changed
+    calls = []  # a caller that has the photo's output already saves one stylization, same answer
+    counted = lambda rgb: calls.append(1) or contour_bands(rgb)  # noqa: E731
+    assert light_change(counted, sky, styled=contour_bands(sky)) == light_change(contour_bands, sky)
+    assert len(calls) == 3
 
 
 def test_figure_change_sees_a_glow_round_a_pasted_figure_but_not_its_outline_nor_a_change_of_tone():
@@ -167,3 +171,4 @@ def test_figure_change_sees_a_glow_round_a_pasted_figure_but_not_its_outline_nor
     assert figure_change(outline, sky) == pytest.approx(0)
     assert figure_change(tone, sky) == pytest.approx(0, abs=0.5)  # rounding to uint8 only
     assert figure_change(glow, sky) > 10
+    assert figure_change(glow, sky, styled=glow(sky)) == figure_change(glow, sky)

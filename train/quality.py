@@ -229,20 +229,22 @@ def relighting_fields(h: int, w: int, amount: float = 0.15) -> list[np.ndarray]:
     return [f / f.mean() for f in fields]
 
 
-def light_change(stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 16) -> float:
+def light_change(
+    stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 16, styled: np.ndarray | None = None
+) -> float:
     """Mean absolute change (0–255, over pixels and RGB) of the stylized picture seen through a `blur`-px box when
     the photo is relit by each of `relighting_fields` (clipped to 0–255), averaged over the three.
 
     Instance norm makes a generator ignore the photo's overall brightness, not a slow change of light across it.
     The photo itself changes by about 5–7 on the yardstick's photos; Johnson's 2016 models change less than their
     photos (they paint a sky alike wherever its light is); a stylizer that maps brightness to the painting's colours
-    redraws more, as bands along the light's contours."""
+    redraws more, as bands along the light's contours. `styled`: the photo stylized already, if the caller has it."""
 
     def blurred(image: np.ndarray) -> np.ndarray:
         rgb = np.asarray(image, np.float64)
         return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
 
-    base = blurred(stylize(photo))
+    base = blurred(stylize(photo) if styled is None else styled)
     changes = []
     for gain in relighting_fields(*photo.shape[:2]):
         relit = np.clip(np.rint(photo.astype(np.float64) * gain[..., None]), 0, 255).astype(np.uint8)
@@ -266,21 +268,23 @@ def pasted_figures(h: int, w: int, count: int = 3, seed: int = 0) -> list[tuple[
 
 
 def figure_change(
-    stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 8, ring: tuple[int, int] = (10, 48)
-) -> float:
+    stylize: Callable[[np.ndarray], np.ndarray], photo: np.ndarray, blur: int = 8, ring: tuple[int, int] = (10, 48),
+    styled: np.ndarray | None = None,
+) -> float:  # fmt: skip
     """Root-mean-square change (0–255, over RGB) of the stylized picture, seen through a `blur`-px box, in a `ring`
     of pixels round a dark figure pasted into the photo (city-block distance from it), the change's mean over the
     ring removed; one figure at a time (`pasted_figures`), averaged over them.
 
     What it sees: a glow or a second outline that a figure draws on the ground round it. What it leaves out: the
     figure's own outline (nearer than the ring), texture finer than the blur, and a change of the whole picture's
-    tone (instance norm's statistics move when a dark figure enters the photo). The photo itself scores 0."""
+    tone (instance norm's statistics move when a dark figure enters the photo). The photo itself scores 0.
+    `styled`: the photo stylized already, if the caller has it."""
 
     def blurred(image: np.ndarray) -> np.ndarray:
         rgb = np.asarray(image, np.float64)
         return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
 
-    base = blurred(stylize(photo))
+    base = blurred(stylize(photo) if styled is None else styled)
     changes = []
     for mask, colour in pasted_figures(*photo.shape[:2]):
         pasted = photo.copy()
