@@ -62,17 +62,19 @@ class Style:
     photo_grid: int = 1  # stage 6's --style-grid
     sky_steps: int = 0  # stage 7 (SKY, in NAME-k) from stage 6's weights with its loss and synthetic skies; 0: none
     relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from the last stage's weights, its loss + relit crops; 0: none
+    paste_steps: int = 0  # the last stage (FIGURES, in NAME-f) from the last one's weights, its loss + pasted figures
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
 STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
-                    "mosaic-base", 1000, 1000, 800, 300, 400),
+                    "mosaic-base", 1000, 1000, 800, 300, 400, paste_steps=300),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
                    relight_steps=400),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
-                          range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400),
+                          range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400,
+                          paste_steps=300),
     # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
     "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, BUNDLED + "starry-night",
                            600, range_steps=300, histogram_steps=300, photo_steps=400, relight_steps=400),
@@ -157,6 +159,14 @@ def relit(recipe: list[str]) -> list[str]:
     0.349, palette 5.0 → 5.5. rain-princess: light 10.2 → 4.9, its rocket's arc gone, SSIM 0.434 → 0.417, palette
     5.2 → 5.9; starry-night: light 7.5 → 3.7, the rocket's glow band gone, palette 12.7 → 14.0."""
     return [*recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
+
+
+def pasted(recipe: list[str]) -> list[str]:
+    """The last stage, from the stage before with its loss (and seed): each crop is also stylized with a flat, mostly
+    dark ellipse pasted in, and the two outputs seen through an 8-px blur must agree more than 6 px out from it,
+    their mean change there aside (--paste-weight 3000, train.paste). Round dark figures on a light sky mosaic drew
+    a second outline and starry-night a yellow glow; the yardstick's figure column measures it."""
+    return [*recipe, "--paste-weight", "3000"]
 
 
 def machine() -> str:
@@ -264,15 +274,20 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
     if style.range_steps:
         recipe = in_range(STRONGER if style.stronger_steps else FINAL)
         photo = more_photo(recipe, style.photo_grid)
-        last = with_skies(photo) if style.sky_steps else photo  # RELIT goes on with the loss before it
         later += [("r", style.range_steps, recipe), ("h", style.histogram_steps, with_histogram(recipe)),
-                  ("p", style.photo_steps, photo), ("k", style.sky_steps, with_skies(photo)),
-                  ("l", style.relight_steps, relit(last))]  # fmt: skip
+                  ("p", style.photo_steps, photo)]  # fmt: skip
+        # the finishing stages: each a style has goes on from the one before with its loss plus one term
+        last = photo
+        for suffix, steps, add in (("k", style.sky_steps, with_skies), ("l", style.relight_steps, relit),
+                                   ("f", style.paste_steps, pasted)):  # fmt: skip
+            if steps:
+                last = add(last)
+                later.append((suffix, steps, last))
     for suffix, steps, recipe in later:
         if not steps:
-            if suffix == "s6" or (suffix == "k" and style.relight_steps):
-                continue  # a style without STRONGER goes on to IN RANGE; one without SKY, to RELIT
-            break  # stages 4 to 8: a style stops at its first stage with no steps
+            if suffix == "s6":
+                continue  # a style without STRONGER goes on to IN RANGE
+            break  # stages 4 to 6: a style stops at its first stage with no steps
         stages.append(Stage(runs / f"{name}-{suffix}", steps, recipe, stages[-1].run_dir / "model.safetensors"))
     return stages
 

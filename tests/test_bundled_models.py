@@ -170,6 +170,25 @@ def test_a_relit_stage_follows_the_photo_stage_of_a_style_without_skies(tmp_path
     assert [s.run_dir.name for s in no_relight][-1] == "new-p"
 
 
+def test_a_figures_stage_goes_last_with_the_loss_of_the_stage_before_it(tmp_path):
+    """FIGURES (pasted shapes) follows whichever finishing stages a style has, or its photo stage; a style whose
+    photo stage is missing stops there, finishing stages or not."""
+    script = _recipe_script()
+    style = script.Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
+                         paste_steps=9)  # fmt: skip
+    stages = script.plan("new", style, tmp_path)
+    assert [s.run_dir.name for s in stages] == ["new-base", "new", "new-r", "new-h", "new-p", "new-f"]
+    figures, photo = stages[-1], stages[-2]
+    assert figures.steps == 9 and figures.init == photo.run_dir / "model.safetensors"
+    assert figures.recipe == [*photo.recipe, "--paste-weight", "3000"]
+    everything = script.plan("new", dataclasses.replace(style, sky_steps=3, relight_steps=7), tmp_path)
+    assert [s.run_dir.name for s in everything][-4:] == ["new-p", "new-k", "new-l", "new-f"]
+    assert everything[-1].recipe == [*everything[-2].recipe, "--paste-weight", "3000"]
+    assert "--sky" in everything[-1].recipe and "--relight-weight" in everything[-1].recipe
+    no_photo = script.plan("new", dataclasses.replace(style, photo_steps=0), tmp_path)
+    assert [s.run_dir.name for s in no_photo][-1] == "new-h"
+
+
 def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
     """On a checkout without runs/, a new last stage trains from the bundled weights, not from scratch."""
     script = _recipe_script()
