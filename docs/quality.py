@@ -171,7 +171,7 @@ def main() -> None:
         outputs: dict[str, dict[str, np.ndarray]] = {"photo": dict(photos)}
         timings[style] = {}
         # light and figure stylize each sheet photo again, changed: for the photo's row, the change itself
-        sheet_numbers = {"photo": {"light": sheet_mean(light_change, lambda rgb: rgb, photos, photos), "figure": 0.0}}
+        sheet_numbers = {"photo": {k: sheet_mean(m, lambda rgb: rgb, photos, photos) for k, m in SHEET_METRICS.items()}}
         for label, model in models.items():
             # fp32: the int8 files are measured against these by benchmarks/peer_speed.py
             precision = "fp32" if label.startswith("ours") else "auto"

@@ -4,13 +4,13 @@
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
 which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
-MORE PHOTO, SKY, RELIT, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with the full
-VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and
-runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time, machine. Runs
-go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k and NAME-l (kept out of git); a stopped run
-resumes where it stopped, a finished one is exported again. Without those runs (a fresh checkout), the stages that
-NAME.json already records are taken from NAME.onnx's weights (`recover`), so a new last stage trains from the
-bundled model rather than from scratch.
+MORE PHOTO, SKY, RELIT, FIGURES, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with
+the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8
+I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time,
+machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l and NAME-f (kept
+out of git); a stopped run resumes where it stopped, a finished one is exported again. Without those runs (a fresh
+checkout), the stages that NAME.json already records are taken from NAME.onnx's weights (`recover`), so a new last
+stage trains from the bundled model rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
 (docs/quality.md).
 """
@@ -149,7 +149,7 @@ def with_skies(recipe: list[str]) -> list[str]:
 
 
 def relit(recipe: list[str]) -> list[str]:
-    """The last stage (candy's 8th; rain-princess's and starry-night's 7th, after MORE PHOTO), from the stage before
+    """A finishing stage (candy's 8th; rain-princess's and starry-night's 7th, after MORE PHOTO), from the stage before
     with its loss (and seed): each crop is also stylized under a smooth change of light (a ramp or a vignette, up
     to ×1.25 or ÷1.25), and the two outputs seen through a 16-px blur must agree (--relight-weight 1000,
     train.relight). candy mapped a night sky's slow gradient to bands of its colours (the

@@ -220,6 +220,12 @@ def echo(
     return float(100 * (lines[near_px].mean() - lines[far_px].mean()))
 
 
+def blurred_rgb(image: np.ndarray, blur: int) -> np.ndarray:
+    """An RGB picture through a `blur`-px box, each channel as `box_mean` ('valid': (H-blur+1)×(W-blur+1)×3)."""
+    rgb = np.asarray(image, np.float64)
+    return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
+
+
 def relighting_fields(h: int, w: int, amount: float = 0.15) -> list[np.ndarray]:
     """Three smooth changes of light, H×W gains of mean 1: left to right and top to bottom ramps of ±`amount`, and
     a vignette (bright centre, corners `2 × amount` darker)."""
@@ -240,15 +246,11 @@ def light_change(
     photos (they paint a sky alike wherever its light is); a stylizer that maps brightness to the painting's colours
     redraws more, as bands along the light's contours. `styled`: the photo stylized already, if the caller has it."""
 
-    def blurred(image: np.ndarray) -> np.ndarray:
-        rgb = np.asarray(image, np.float64)
-        return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
-
-    base = blurred(stylize(photo) if styled is None else styled)
+    base = blurred_rgb(stylize(photo) if styled is None else styled, blur)
     changes = []
     for gain in relighting_fields(*photo.shape[:2]):
         relit = np.clip(np.rint(photo.astype(np.float64) * gain[..., None]), 0, 255).astype(np.uint8)
-        changes.append(float(np.abs(blurred(stylize(relit)) - base).mean()))
+        changes.append(float(np.abs(blurred_rgb(stylize(relit), blur) - base).mean()))
     return float(np.mean(changes))
 
 
@@ -280,11 +282,7 @@ def figure_change(
     tone (instance norm's statistics move when a dark figure enters the photo). The photo itself scores 0.
     `styled`: the photo stylized already, if the caller has it."""
 
-    def blurred(image: np.ndarray) -> np.ndarray:
-        rgb = np.asarray(image, np.float64)
-        return np.stack([box_mean(rgb[..., c], blur) for c in range(3)], axis=-1)
-
-    base = blurred(stylize(photo) if styled is None else styled)
+    base = blurred_rgb(stylize(photo) if styled is None else styled, blur)
     changes = []
     for mask, colour in pasted_figures(*photo.shape[:2]):
         pasted = photo.copy()
@@ -295,7 +293,7 @@ def figure_change(
             if d < ring[0]:
                 near = far.copy()
         zone = box_mean((far & ~near).astype(np.float64), blur) > 1 - 1e-9  # windows wholly inside the ring
-        change = (blurred(stylize(pasted)) - base)[zone]
+        change = (blurred_rgb(stylize(pasted), blur) - base)[zone]
         changes.append(float(np.sqrt(((change - change.mean(axis=0)) ** 2).mean())))
     return float(np.mean(changes))
 
