@@ -63,6 +63,7 @@ class Style:
     sky_steps: int = 0  # stage 7 (SKY, in NAME-k) from stage 6's weights with its loss and synthetic skies; 0: none
     relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from the last stage's weights, its loss + relit crops; 0: none
     paste_steps: int = 0  # the last stage (FIGURES, in NAME-f) from the last one's weights, its loss + pasted figures
+    paste_weight: int = 3000  # FIGURES' --paste-weight
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -71,7 +72,7 @@ STYLES = {
                     "mosaic-base", 1000, 1000, 800, 300, 400, paste_steps=300),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
-                   relight_steps=400, paste_steps=300),
+                   relight_steps=400, paste_steps=300, paste_weight=1000),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400,
                           paste_steps=300),
@@ -161,13 +162,14 @@ def relit(recipe: list[str]) -> list[str]:
     return [*recipe, "--relight-weight", "1000", "--relight-amount", "0.25"]
 
 
-def pasted(recipe: list[str]) -> list[str]:
+def pasted(recipe: list[str], weight: int = 3000) -> list[str]:
     """The last stage, from the stage before with its loss (and seed): each crop is also stylized with a flat, mostly
     dark ellipse pasted in, and the two outputs seen through an 8-px blur must agree more than 6 px out from it,
-    their mean change there aside (--paste-weight 3000, train.paste). Round dark figures on a light sky mosaic drew
-    a second outline, starry-night a yellow glow, candy dark-red bars along thin masts; the yardstick's figure column
-    measures it: 7.2 → 3.7, 11.0 → 3.7, 15.9 → 6.6 (Johnson's mosaic 5.5). candy's SSIM fell 0.343 → 0.321."""
-    return [*recipe, "--paste-weight", "3000"]
+    their mean change there aside (--paste-weight, train.paste). Round dark figures on a light sky mosaic drew a
+    second outline, starry-night a yellow glow, candy dark-red bars along thin masts; the yardstick's figure column
+    measures it. At 3000: mosaic 7.2 → 3.7 (Johnson's 5.5), starry-night 11.0 → 3.7, candy 15.9 → 6.6 but its SSIM
+    0.343 → 0.321, under Johnson's 0.325; so candy's weight is 1000: 15.9 → 9.8 (Johnson's 10.2), SSIM 0.335."""
+    return [*recipe, "--paste-weight", str(weight)]
 
 
 def machine() -> str:
@@ -280,7 +282,7 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
         # the finishing stages: each a style has goes on from the one before with its loss plus one term
         last = photo
         for suffix, steps, add in (("k", style.sky_steps, with_skies), ("l", style.relight_steps, relit),
-                                   ("f", style.paste_steps, pasted)):  # fmt: skip
+                                   ("f", style.paste_steps, lambda r: pasted(r, style.paste_weight))):  # fmt: skip
             if steps:
                 last = add(last)
                 later.append((suffix, steps, last))

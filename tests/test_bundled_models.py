@@ -185,6 +185,8 @@ def test_a_figures_stage_goes_last_with_the_loss_of_the_stage_before_it(tmp_path
     assert [s.run_dir.name for s in everything][-4:] == ["new-p", "new-k", "new-l", "new-f"]
     assert everything[-1].recipe == [*everything[-2].recipe, "--paste-weight", "3000"]
     assert "--sky" in everything[-1].recipe and "--relight-weight" in everything[-1].recipe
+    weaker = script.plan("new", dataclasses.replace(style, paste_weight=1000), tmp_path)
+    assert weaker[-1].recipe == [*photo.recipe, "--paste-weight", "1000"]
     no_photo = script.plan("new", dataclasses.replace(style, photo_steps=0), tmp_path)
     assert [s.run_dir.name for s in no_photo][-1] == "new-h"
 
