@@ -8,10 +8,11 @@ each, the change of the output through an 8-px box blur between 10 and 48 px out
 removed; 0–255): bundled mosaic 8.5 against Johnson's 5.5, candy 22.8 against Johnson's 10.7, starry-night 14.9,
 rain-princess 19.3, the photo itself 0. The output may change inside the shape and in a thin band round it (an
 outline there is the painting's); further out, only as a whole (instance norm's statistics moved: the mean is
-removed) or finer than the blur. Trained into mosaic's, starry-night's and candy's last stage (docs/recipe.md):
-the yardstick's figure change 7.2 → 3.7, 11.0 → 3.7 and 15.9 → 6.6 (Johnson's mosaic 5.5); mosaic's arcs round the
-cameraman fainter, starry-night's glow round him gone, candy's dark-red bars along the rocket's masts gone (its SSIM
-0.343 → 0.321).
+removed) or finer than the blur. Trained into every bundled style's last stage, the weight picked per style
+(docs/recipe.md): the yardstick's figure change, mosaic at 10000 7.2 → 2.6 (Johnson's 5.5), starry-night at 3000
+11.0 → 3.7, candy at 1000 15.9 → 9.8 (Johnson's 10.2; at 3000 6.6, but its SSIM 0.343 → 0.321), rain-princess at
+1000 13.6 → 6.9. mosaic's arcs round the cameraman fainter, starry-night's glow round him gone, candy's dark-red
+bars along the rocket's masts thin.
 """
 
 from __future__ import annotations
