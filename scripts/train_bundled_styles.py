@@ -4,13 +4,13 @@
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
 which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
-MORE PHOTO, SKY, RELIT, FIGURES, see `Style`) on the 16-photo training set named in the assets' SOURCES.md, with
-the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8
+MORE PHOTO, SKY, RELIT, FIGURES, RIM, see `Style`) on the 16-photo training set named in the assets' SOURCES.md,
+with the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8
 I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time,
-machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l and NAME-f (kept
-out of git); a stopped run resumes where it stopped, a finished one is exported again. Without those runs (a fresh
-checkout), the stages that NAME.json already records are taken from NAME.onnx's weights (`recover`), so a new last
-stage trains from the bundled model rather than from scratch.
+machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l, NAME-f and
+NAME-rim (kept out of git); a stopped run resumes where it stopped, a finished one is exported again. Without those
+runs (a fresh checkout), the stages that NAME.json already records are taken from NAME.onnx's weights (`recover`),
+so a new last stage trains from the bundled model rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
 (docs/quality.md).
 """
@@ -64,6 +64,9 @@ class Style:
     relight_steps: int = 0  # stage 8 (RELIT, in NAME-l) from the last stage's weights, its loss + relit crops; 0: none
     paste_steps: int = 0  # the last stage (FIGURES, in NAME-f) from the last one's weights, its loss + pasted figures
     paste_weight: int = 3000  # FIGURES' --paste-weight
+    rim_steps: int = 0  # after FIGURES (RIM, in NAME-rim) from its weights, its loss with a narrower free band; 0: none
+    rim_band: int = 2  # RIM's --paste-band (FIGURES leaves 6 px round the shape free)
+    rim_scale: int = 8  # RIM's --paste-scale
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -175,6 +178,13 @@ def pasted(recipe: list[str], weight: int = 3000) -> list[str]:
     return [*recipe, "--paste-weight", str(weight)]
 
 
+def rimmed(recipe: list[str], band: int, scale: int) -> list[str]:
+    """After FIGURES, from its weights with its loss (and seed), the band round the pasted shape where the output may
+    change freely narrowed from 6 px to `band` (--paste-band), seen through a `scale`-px blur: a light or dark rim
+    a few px round dark figures counts too, not only a glow or a second outline further out."""
+    return [*recipe, "--paste-band", str(band), "--paste-scale", str(scale)]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -284,8 +294,11 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
                   ("p", style.photo_steps, photo)]  # fmt: skip
         # the finishing stages: each a style has goes on from the one before with its loss plus one term
         last = photo
-        for suffix, steps, add in (("k", style.sky_steps, with_skies), ("l", style.relight_steps, relit),
-                                   ("f", style.paste_steps, lambda r: pasted(r, style.paste_weight))):  # fmt: skip
+        rim_steps = style.rim_steps if style.paste_steps else 0  # RIM narrows FIGURES' band: none without it
+        finishing = [("k", style.sky_steps, with_skies), ("l", style.relight_steps, relit),
+                     ("f", style.paste_steps, lambda r: pasted(r, style.paste_weight)),
+                     ("rim", rim_steps, lambda r: rimmed(r, style.rim_band, style.rim_scale))]  # fmt: skip
+        for suffix, steps, add in finishing:
             if steps:
                 last = add(last)
                 later.append((suffix, steps, last))

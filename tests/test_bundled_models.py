@@ -191,6 +191,21 @@ def test_a_figures_stage_goes_last_with_the_loss_of_the_stage_before_it(tmp_path
     assert [s.run_dir.name for s in no_photo][-1] == "new-h"
 
 
+def test_a_rim_stage_follows_figures_with_its_loss_and_a_narrower_band(tmp_path):
+    """RIM goes on from FIGURES with FIGURES' loss, --paste-band and --paste-scale added (the last value of an option
+    counts); without a FIGURES stage there is no RIM."""
+    script = _recipe_script()
+    style = script.Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
+                         paste_steps=9, rim_steps=4, rim_band=1, rim_scale=4)  # fmt: skip
+    stages = script.plan("new", style, tmp_path)
+    rim, figures = stages[-1], stages[-2]
+    assert [figures.run_dir.name, rim.run_dir.name] == ["new-f", "new-rim"]
+    assert rim.steps == 4 and rim.init == figures.run_dir / "model.safetensors"
+    assert rim.recipe == [*figures.recipe, "--paste-band", "1", "--paste-scale", "4"]
+    no_figures = script.plan("new", dataclasses.replace(style, paste_steps=0), tmp_path)
+    assert [s.run_dir.name for s in no_figures][-1] == "new-p"
+
+
 def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
     """On a checkout without runs/, a new last stage trains from the bundled weights, not from scratch."""
     script = _recipe_script()

@@ -85,3 +85,25 @@ def test_the_gradient_reaches_both_outputs():
     change_round_shapes(first, second, masks).backward()
     assert first.grad is not None and second.grad is not None
     assert first.grad.abs().sum() > 0 and torch.allclose(first.grad, -second.grad)
+
+
+def band_painter(photo: torch.Tensor) -> torch.Tensor:
+    """A stylizer that lightens a band 2–6 px out from dark figures: the light rim right round them."""
+    dark = dark_of(photo)
+    return photo + 60 * (within(dark, 6) - within(dark, 2))
+
+
+def test_a_narrower_band_counts_a_light_rim_right_round_the_shape():
+    ground = sky()
+    masks, colours = random_shapes(4, 96, 96, seed=1, device=CPU)
+    pasted = paste(ground, masks, colours * 0)
+    before, after = band_painter(ground), band_painter(pasted)
+    assert change_round_shapes(before, after, masks, scale=4) == pytest.approx(0, abs=1e-9)  # inside the 6-px band
+    assert change_round_shapes(before, after, masks, scale=4, band=1) > 1e-3
+    # the shape's own pixels stay free at any band
+    assert change_round_shapes(outline_inside(ground), outline_inside(pasted), masks, scale=4, band=0) == 0
+
+
+def outline_inside(photo: torch.Tensor) -> torch.Tensor:
+    """A stylizer that changes dark figures themselves (a fill), nothing round them."""
+    return photo * (1 - 0.5 * dark_of(photo))

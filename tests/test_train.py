@@ -403,19 +403,25 @@ def test_a_relight_weight_compares_each_crop_with_itself_under_another_light(inp
 
 def test_a_paste_weight_compares_each_crop_with_itself_with_a_shape_pasted_in(inputs, full_run, tmp_path):
     out, _ = full_run
-    both = ("--paste-weight", "100", "--paste-scale", "4", "--relight-weight", "100", "--relight-scale", "8")
+    both = ("--paste-weight", "100", "--paste-scale", "4", "--paste-band", "2", "--relight-weight", "100",
+            "--relight-scale", "8")  # fmt: skip
     assert invoke(train_args(inputs, tmp_path / "pasted", 6, *both)).exit_code == 0
     log = read_log(tmp_path / "pasted")
     parts = ("content", "style", "tv", "range", "histogram", "lowfreq", "relight", "paste")
     assert all(line["paste"] >= 0 for line in log) and any(line["paste"] > 0 for line in log)
     assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
     _, pasted = load_model(tmp_path / "pasted" / "model.safetensors")
-    assert [pasted["training"][f"paste_{key}"] for key in ("weight", "scale")] == [100, 4]
+    assert [pasted["training"][f"paste_{key}"] for key in ("weight", "scale", "band")] == [100, 4, 2]
+    # the band reaches the term: the same first step (weights, crops, shapes) costs more with none left free
+    assert invoke(train_args(inputs, tmp_path / "no-band", 1, *both, "--paste-band", "0")).exit_code == 0
+    assert read_log(tmp_path / "no-band")[0]["paste"] > 1.01 * log[0]["paste"]
     assert "paste" not in read_log(out)[-1]  # off unless asked for
-    for flag, value in (("--paste-weight", "-1"), ("--paste-scale", "0")):
+    for flag, value in (("--paste-weight", "-1"), ("--paste-scale", "0"), ("--paste-band", "-1")):
         assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
     too_wide = [*train_args(inputs, tmp_path / "x"), "--paste-weight", "1", "--paste-scale", "9"]
     assert_one_line_error(invoke(too_wide), "--paste-scale must be 1 to a quarter of the --image-size (8)")
+    too_wide = [*train_args(inputs, tmp_path / "x"), "--paste-weight", "1", "--paste-band", "5"]
+    assert_one_line_error(invoke(too_wide), "--paste-band must be 0 to an eighth of the --image-size (4)")
     batch_norm = [*train_args(inputs, tmp_path / "x"), "--paste-weight", "1", "--norm", "batch"]
     assert_one_line_error(invoke(batch_norm), "--paste-weight needs --norm instance")
 

@@ -98,6 +98,9 @@ def train(
     paste_scale: int = typer.Option(
         None, "--paste-scale", help="The box blur, in px, that --paste-weight looks through (default 8)."
     ),
+    paste_band: int = typer.Option(
+        None, "--paste-band", help="px round the pasted shape left free for its outline (default 6)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -163,6 +166,7 @@ def train(
         relight_scale=relight_scale,
         paste_weight=paste_weight,
         paste_scale=paste_scale,
+        paste_band=paste_band,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

@@ -49,7 +49,8 @@ class TrainConfig:
     relight_amount: float = 0.5  # ... lit by up to ×(1 + amount) or ÷(1 + amount) (train.relight) ...
     relight_scale: int = 16  # ... seen through a box blur of this many px
     paste_weight: float = 0.0  # > 0: the output's change round a flat shape pasted into the crop costs this much ...
-    paste_scale: int = 8  # ... seen through a box blur of this many px (train.paste)
+    paste_scale: int = 8  # ... seen through a box blur of this many px (train.paste) ...
+    paste_band: int = 6  # ... outside a band this many px wide round the shape (its own outline)
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -230,6 +231,7 @@ FIXED_ON_RESUME = (
     "relight_scale",
     "paste_weight",
     "paste_scale",
+    "paste_band",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -367,6 +369,11 @@ def validate(config: TrainConfig) -> None:
         raise UserError(
             f"--paste-scale must be 1 to a quarter of the --image-size ({config.image_size // 4}) px: the blurred "
             "crop needs cells away from the pasted shape"
+        )
+    if config.paste_band < 0 or (config.paste_weight and config.paste_band > config.image_size // 8):
+        raise UserError(
+            f"--paste-band must be 0 to an eighth of the --image-size ({config.image_size // 8}) px: the crop needs "
+            "cells beyond the band"
         )
     if config.lr <= 0:
         raise UserError("--lr must be positive")

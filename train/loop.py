@@ -299,6 +299,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "relight_scale": config.relight_scale if config.relight_weight else None,
         "paste_weight": config.paste_weight,
         "paste_scale": config.paste_scale if config.paste_weight else None,
+        "paste_band": config.paste_band if config.paste_weight else None,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
@@ -378,7 +379,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
                     n, _, h, w = images.shape
                     masks, colours = random_shapes(n, h, w, PASTE_SEEDS + config.seed * 1_000_003 + step, device)
                     pasted = stylize(paste(images, masks, colours))
-                    change = change_round_shapes(output, pasted, masks, config.paste_scale)
+                    change = change_round_shapes(output, pasted, masks, config.paste_scale, config.paste_band)
                     terms["paste"] = config.paste_weight * change
                     terms["total"] = terms["total"] + terms["paste"]
             optimizer.zero_grad(set_to_none=True)

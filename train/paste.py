@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BAND = 6  # px round the shape where the output may change freely: the shape's own outline
+BAND = 6  # px round the shape where the output may change freely: the shape's own outline (--paste-band)
 
 
 def random_shapes(n: int, h: int, w: int, seed: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -53,13 +53,16 @@ def paste(images: Tensor, masks: Tensor, colours: Tensor) -> Tensor:
     return images * (1 - masks) + colours.to(images.dtype) * masks
 
 
-def change_round_shapes(output: Tensor, pasted_output: Tensor, masks: Tensor, scale: int = 8) -> Tensor:
+def change_round_shapes(
+    output: Tensor, pasted_output: Tensor, masks: Tensor, scale: int = 8, band: int = BAND
+) -> Tensor:
     """Mean squared change (0–1 units) of the output, seen through a `scale`-px box blur (stride scale/2), over the
-    blurred cells that lie wholly outside each shape and its BAND-px band, each picture's and channel's mean
+    blurred cells that lie wholly outside each shape and its `band`-px band, each picture's and channel's mean
     change there removed: where the ground's layout moved because a shape appeared near it. A crop whose cells all
     touch the band counts nothing."""
     stride = max(1, scale // 2)
-    near = F.max_pool2d(masks.float(), 2 * BAND + 1, stride=1, padding=BAND)  # the shape and its band
+    masks = masks.float()
+    near = F.max_pool2d(masks, 2 * band + 1, stride=1, padding=band) if band else masks  # the shape and its band
     outside = (F.avg_pool2d(near, scale, stride) == 0).float()  # (N, 1, h, w): cells that do not touch it
     change = F.avg_pool2d((pasted_output - output).float() / 255.0, scale, stride)
     count = outside.sum(dim=(2, 3), keepdim=True)
