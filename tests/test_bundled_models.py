@@ -191,17 +191,19 @@ def test_a_figures_stage_goes_last_with_the_loss_of_the_stage_before_it(tmp_path
     assert [s.run_dir.name for s in no_photo][-1] == "new-h"
 
 
-def test_a_rim_stage_follows_figures_with_its_loss_and_a_narrower_band(tmp_path):
-    """RIM goes on from FIGURES with FIGURES' loss, --paste-band and --paste-scale added (the last value of an option
-    counts); without a FIGURES stage there is no RIM."""
+def test_figures_ii_follows_figures_with_its_loss_and_its_band(tmp_path):
+    """FIGURES II goes on from FIGURES with FIGURES' loss, --paste-band and --paste-scale added (the last value of an
+    option counts; FIGURES' own by default); without a FIGURES stage there is no FIGURES II."""
     script = _recipe_script()
     style = script.Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
-                         paste_steps=9, rim_steps=4, rim_band=1, rim_scale=4)  # fmt: skip
+                         paste_steps=9, figures2_steps=4, figures2_band=1, figures2_scale=4)  # fmt: skip
     stages = script.plan("new", style, tmp_path)
-    rim, figures = stages[-1], stages[-2]
-    assert [figures.run_dir.name, rim.run_dir.name] == ["new-f", "new-rim"]
-    assert rim.steps == 4 and rim.init == figures.run_dir / "model.safetensors"
-    assert rim.recipe == [*figures.recipe, "--paste-band", "1", "--paste-scale", "4"]
+    again, figures = stages[-1], stages[-2]
+    assert [figures.run_dir.name, again.run_dir.name] == ["new-f", "new-f2"]
+    assert again.steps == 4 and again.init == figures.run_dir / "model.safetensors"
+    assert again.recipe == [*figures.recipe, "--paste-band", "1", "--paste-scale", "4"]
+    same = script.plan("new", dataclasses.replace(style, figures2_band=6, figures2_scale=8), tmp_path)
+    assert same[-1].recipe == [*figures.recipe, "--paste-band", "6", "--paste-scale", "8"]
     no_figures = script.plan("new", dataclasses.replace(style, paste_steps=0), tmp_path)
     assert [s.run_dir.name for s in no_figures][-1] == "new-p"
 
@@ -226,3 +228,13 @@ def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tm
     for (name, a), b in zip(start.state_dict().items(), rebuilt.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert script.recover(stages, shown, None, style.path) == held  # a second run counts those stages once
+
+
+def test_a_record_trained_on_several_machines_names_each_ones_stages():
+    script = _recipe_script()
+    assert script.machines_until("AMD", 7) == "AMD (stages 1–7)"
+    earlier = "Intel; CPU only (stages 1–6); AMD; CPU only (the rest)"  # as older records say it
+    assert script.machines_until(earlier, 7) == "Intel; CPU only (stages 1–6); AMD; CPU only (stage 7)"
+    assert script.machines_until("Intel (stages 1–5); AMD (the rest)", 7) == "Intel (stages 1–5); AMD (stages 6–7)"
+    named = "Intel (stages 1–6); AMD (stage 7)"
+    assert script.machines_until(named, 7) == named
