@@ -22,10 +22,11 @@ def bundled(exported_style, tmp_path, monkeypatch):
     _, onnx_path = exported_style
     folder = tmp_path / "styles"
     folder.mkdir()
-    for name in ("mosaic", "wave"):
+    several = "Intel X; CPU only, 2 cores; torch 2 (stages 1–6); AMD Y; CPU only, 2 cores; torch 2 (stage 7)"
+    for name, machine, seconds in (("mosaic", "test CPU", None), ("wave", several, 5400)):
         (folder / f"{name}.onnx").write_bytes(onnx_path.read_bytes())
-        record = {"style_image": f"{name}.jpg", "painting": f"the {name} painting", "training": {"steps": 123},
-                  "machine": "test CPU"}  # fmt: skip
+        record = {"style_image": f"{name}.jpg", "painting": f"the {name} painting",
+                  "training": {"steps": 123, "wall_seconds": seconds}, "machine": machine}  # fmt: skip
         (folder / f"{name}.json").write_text(json.dumps(record))
     monkeypatch.setattr(runtime.bundled, "styles_folder", lambda: folder)
     return folder
@@ -35,7 +36,7 @@ def test_bundled_styles_are_listed_picked_by_name_and_the_default_is_used(bundle
     result = runner.invoke(app, ["styles"])
     assert result.stdout.splitlines() == [
         "mosaic (default): after mosaic.jpg (the mosaic painting); 123 training steps on test CPU",
-        "wave: after wave.jpg (the wave painting); 123 training steps on test CPU",
+        "wave: after wave.jpg (the wave painting); 123 training steps (1.5 h) on CPU (2 cores)",  # not each machine
     ]
     assert "/" not in result.stdout  # no path the user does not have
     assert Stylizer.load().backend.inner.path.name == "mosaic.onnx"  # the default style

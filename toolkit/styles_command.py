@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 
 import typer
+
+
+def trained_on(record: dict) -> str:
+    """Where a style was trained, in a few words: the record names each machine in full (CPU model, cores, torch), and
+    a style trained over several sessions names several; `--json` keeps that."""
+    machine = str(record.get("machine", "?"))
+    if "CPU only" in machine and "NVIDIA" not in machine:  # machine() writes the GPU's name when there is one
+        cores = sorted(set(re.findall(r"CPU only, (\d+) cores", machine)))
+        return f"CPU ({' or '.join(cores)} cores)" if cores else "CPU"
+    return machine
 
 
 def styles(json_output: bool = typer.Option(False, "--json", help="One JSON object per style.")) -> None:
@@ -21,7 +32,8 @@ def styles(json_output: bool = typer.Option(False, "--json", help="One JSON obje
         trained = record.get("training", {})
         image = str(record.get("style_image", "?")).split(" ")[0]  # the file's name only: users do not have it
         painting = f" ({record['painting']})" if record.get("painting") else ""
-        detail = f"after {image}{painting}; {trained.get('steps', '?')} training steps on {record.get('machine', '?')}"
+        hours = f" ({trained['wall_seconds'] / 3600:.1f} h)" if trained.get("wall_seconds") else ""
+        detail = f"after {image}{painting}; {trained.get('steps', '?')} training steps{hours} on {trained_on(record)}"
         typer.echo(f"{style.name}{mark}: {detail}")
     if not found and not json_output:
         typer.echo("no bundled styles are installed")
