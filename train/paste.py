@@ -61,8 +61,7 @@ def change_round_shapes(
     change there removed: where the ground's layout moved because a shape appeared near it. A crop whose cells all
     touch the band counts nothing."""
     stride = max(1, scale // 2)
-    masks = masks.float()
-    near = F.max_pool2d(masks, 2 * band + 1, stride=1, padding=band) if band else masks  # the shape and its band
+    near = F.max_pool2d(masks.float(), 2 * band + 1, stride=1, padding=band)  # the shape and its band (0: itself)
     outside = (F.avg_pool2d(near, scale, stride) == 0).float()  # (N, 1, h, w): cells that do not touch it
     change = F.avg_pool2d((pasted_output - output).float() / 255.0, scale, stride)
     count = outside.sum(dim=(2, 3), keepdim=True)
