@@ -4,13 +4,13 @@
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
 which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
-MORE PHOTO, SKY, RELIT, FIGURES, FIGURES II, see `Style`) on the 16-photo training set named in the assets' SOURCES.md,
-with the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx (fp32, uint8
-I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training time,
-machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l, NAME-f and
-NAME-f2 (kept out of git); a stopped run resumes where it stopped, a finished one is exported again. Without those
-runs (a fresh checkout), the stages that NAME.json already records are taken from NAME.onnx's weights (`recover`),
-so a new last stage trains from the bundled model rather than from scratch.
+MORE PHOTO, SKY, RELIT, FIGURES, FIGURES II, LONGER, see `Style`) on the 16-photo training set named in the assets'
+SOURCES.md, with the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx
+(fp32, uint8 I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training
+time, machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l, NAME-f,
+NAME-f2 and NAME-long (kept out of git); a stopped run resumes where it stopped, a finished one is exported again.
+Without those runs (a fresh checkout), the stages that NAME.json already records are taken from NAME.onnx's weights
+(`recover`), so a new last stage trains from the bundled model rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
 (docs/quality.md).
 """
@@ -68,6 +68,8 @@ class Style:
     figures2_steps: int = 0  # FIGURES II (in NAME-f2): FIGURES' loss again from its weights, rate restarted; 0: none
     figures2_band: int = 6  # FIGURES II's --paste-band (6: FIGURES' own, the default)
     figures2_scale: int = 8  # FIGURES II's --paste-scale (8: FIGURES' own, the default)
+    longer_steps: int = 0  # LONGER (in NAME-long): the last stage's loss again for many steps at a slower rate; 0: none
+    longer_halving: int = 500  # LONGER's rate, 5e-4 at first, halves every this many steps
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -188,6 +190,13 @@ def figures_again(recipe: list[str], band: int, scale: int) -> list[str]:
     +4.6, palette 5.5 → 6.1; candy unchanged (its band at 2 px moved closeness, palette and SSIM away), against its
     stage 9: SSIM 0.335 → 0.341, stripes 17.6 → 13.7 %, figure 9.8 → 9.2."""
     return [*recipe, "--paste-band", str(band), "--paste-scale", str(scale)]
+
+
+def longer(recipe: list[str], halving: int = 500) -> list[str]:
+    """LONGER: the last stage's loss (and seed) again, from its weights, for many more steps: the rate starts at half
+    the earlier stages' 1e-3 and halves every `halving` steps instead of every 100 (scripts/continue_style.py runs it
+    on this CPU or a lent GPU)."""
+    return [*recipe, "--lr", "5e-4", "--lr-decay", "0.5", "--lr-decay-every", str(halving)]
 
 
 def machine() -> str:
@@ -317,7 +326,8 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
         again = style.figures2_steps if style.paste_steps else 0  # FIGURES II repeats FIGURES: none without it
         finishing = [("k", style.sky_steps, with_skies), ("l", style.relight_steps, relit),
                      ("f", style.paste_steps, lambda r: pasted(r, style.paste_weight)),
-                     ("f2", again, lambda r: figures_again(r, style.figures2_band, style.figures2_scale))]  # fmt: skip
+                     ("f2", again, lambda r: figures_again(r, style.figures2_band, style.figures2_scale)),
+                     ("long", style.longer_steps, lambda r: longer(r, style.longer_halving))]  # fmt: skip
         for suffix, steps, add in finishing:
             if steps:
                 last = add(last)
