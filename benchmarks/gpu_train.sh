@@ -6,6 +6,8 @@
 # is $OUT/NAME.safetensors, $OUT/NAME-log.jsonl and $OUT/continue.md. Then, here, for each NAME:
 #   python docs/quality.py --assets ../shared/assets --no-peers --styles NAME --model NAME=FILES_AT/NAME.safetensors
 # The rate halves every HALVE_EVERY (1500) steps, not LONGER's 500 on a CPU: a GPU is expected to run thousands.
+# On this CPU mosaic's LONGER brought back a diagonal hatching in light skies (docs/recipe.md): look at its stripes
+# and at 100 % crops of the cameraman's sky before taking a GPU-trained mosaic.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/gpu-out}
