@@ -66,9 +66,8 @@ def run_all(commands: list[list[str]], seconds: float | None, env: dict[str, str
     Ctrl-C here reaches them from the terminal too, and this waits for them in the same way). With `snapshots`
     (their run folders), keep each model they save as model-STEP.safetensors."""
     processes = [subprocess.Popen(c, env=env) for c in commands]
-    start, seen = time.monotonic(), {}  # type: float, dict[Path, float]
-    stop_at = seconds
-    signalled = False
+    start, stop_at, signalled = time.monotonic(), seconds, False
+    seen: dict[Path, float] = {}
     while any(p.poll() is None for p in processes):
         try:
             time.sleep(0.2)
@@ -121,14 +120,17 @@ def main() -> None:
     parser.add_argument("--collect", type=Path, default=None, help="copy models, logs and continue.md here at the end")
     args = parser.parse_args()
 
-    data, names = training_folder(args.assets, args.out / "train16"), args.styles
-    commands = [continuation(n, args.assets, data, args.out, args.steps, args.device, args.halve_every) for n in names]
+    data = training_folder(args.assets, args.out / "train16")
+    commands = [
+        continuation(name, args.assets, data, args.out, args.steps, args.device, args.halve_every)
+        for name in args.styles
+    ]
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     if args.device == "cpu":  # one process per style: the cores shared out, not oversubscribed
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(commands)))
     for command in commands:
         print("+", shlex.join(command), flush=True)
-    run_dirs = [args.out / f"{n}-long" for n in args.styles]
+    run_dirs = [args.out / f"{name}-long" for name in args.styles]
     codes = run_all(commands, args.seconds, env, snapshots=run_dirs if args.snapshots else None)
     if args.collect:
         print(collect(args.styles, args.out, args.collect, commands, codes), flush=True)
