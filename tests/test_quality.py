@@ -12,6 +12,7 @@ from train.quality import (
     echo,
     figure_change,
     halo,
+    hatching_share,
     light_change,
     palette_distance,
     pasted_figures,
@@ -76,6 +77,35 @@ def test_stripes_in_flat_regions_are_detected_and_noise_or_strokes_are_not():
     woven = stripes(period=8, amplitude=4.0, angle=0)
     assert stripe_share(woven, woven).flat_tiles > 0 and stripe_share(woven, woven).share == 0.0
     assert stripe_share(woven, stripes(period=7, amplitude=20)).share == 1.0
+
+
+def hue_stripes(size=(128, 128), period=7.5, amplitude=12.0, angle=45.0, base=(200, 190, 185)) -> np.ndarray:
+    """Pink and blue stripes at one brightness: a wave along a direction of colour that leaves the luma alone."""
+    yy, xx = np.mgrid[: size[0], : size[1]]
+    t = np.deg2rad(angle)
+    wave = np.sin(2 * np.pi * (xx * np.cos(t) + yy * np.sin(t)) / period)
+    pink_minus_blue = np.array([1.0, -0.3, -1.0])
+    pink_minus_blue -= (pink_minus_blue @ [0.299, 0.587, 0.114]) / 1.0  # luma of the direction removed: 0
+    return np.clip(np.array(base) + amplitude * wave[..., None] * pink_minus_blue, 0, 255).round().astype(np.uint8)
+
+
+def test_a_fine_hatching_of_two_hues_is_counted_where_the_luma_test_misses_it():
+    sky = np.full((128, 128, 3), (200, 190, 185), np.uint8)
+    hatched = hue_stripes()
+    luma = lambda x: x.astype(np.float64) @ [0.299, 0.587, 0.114]  # noqa: E731
+    assert np.abs(luma(hatched) - luma(sky)).max() < 1
+    assert stripe_share(sky, hatched).share == 0.0  # the luma does not move
+    assert hatching_share(sky, hatched).share == 1.0
+    assert hatching_share(sky, hue_stripes(period=4, angle=0)).share == 1.0
+    # slow undulation of colour (a 16-px period) and irregular colour noise are not hatching
+    assert hatching_share(sky, hue_stripes(period=16)).share == 0.0
+    assert stripe_share(sky, stripes(period=12, angle=0)).share == 1.0  # (the luma test counts 12 px)
+    noise = np.random.default_rng(0).normal(size=(128, 128, 1)) * 12 * np.array([1.0, -0.3, -1.0])
+    assert hatching_share(sky, np.clip(sky + noise, 0, 255).astype(np.uint8)).share == 0.0
+    assert hatching_share(sky, hue_stripes(amplitude=1.0)).share == 0.0  # too faint to see
+    assert hatching_share(sky, sky).share == 0.0
+    # the photo's own hatching kept by the model is not the model's doing
+    assert hatching_share(hatched, hatched).flat_tiles > 0 and hatching_share(hatched, hatched).share == 0.0
 
 
 def test_a_white_outline_round_a_figure_is_a_halo_and_a_dark_one_is_not():

@@ -6,6 +6,8 @@ All images are H×W×3 uint8 RGB arrays. Everything except `GramCloseness` is nu
 - `palette_distance`: sliced Wasserstein-1 distance between two images' RGB colour distributions (0–255 units).
 - `ssim`: Wang et al.'s structural similarity of the luma, skimage's defaults (7×7 uniform window).
 - `stripe_share`: share of the photo's flat regions in which the stylized picture has a periodic pattern it added.
+- `hatching_share`: the same for a fine pattern of colour (periods of 8 px or less in what the model added to the
+  chroma): a hatching of two hues at one brightness, which the luma hardly shows.
 - `halo`: how much brighter the stylized picture gets in a band just outside the photo's strong edges.
 - `echo`: how much more of the stylized picture's line work sits in a band around the photo's figures than far from
   them (ghost outlines echoing a figure, with a light band between).
@@ -34,6 +36,14 @@ LUMA = np.array([0.299, 0.587, 0.114], np.float64)
 def luma(rgb: np.ndarray) -> np.ndarray:
     """BT.601 luma in 0–255, float64."""
     return np.asarray(rgb, np.float64)[..., :3] @ LUMA
+
+
+CHROMA = np.array([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]], np.float64)
+
+
+def chroma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 Cb and Cr (without the 128 offset), 2×H×W float64."""
+    return np.moveaxis(np.asarray(rgb, np.float64)[..., :3] @ CHROMA.T, -1, 0)
 
 
 def box_mean(image: np.ndarray, size: int) -> np.ndarray:
@@ -98,18 +108,19 @@ def flat_mask(photo: np.ndarray, window: int = 9, max_std: float = 3.0) -> np.nd
     return mask
 
 
-def periodicity(tile: np.ndarray) -> float:
+def periodicity(tile: np.ndarray, min_radius: float = 2) -> float:
     """Share of a tile's AC energy in its strongest frequency (3×3 bins around the peak and around its mirror).
 
-    Near 1 for stripes or a regular grid of dots, a few hundredths for noise or irregular strokes. The lowest
-    frequencies (shading, gradients) are left out."""
+    Near 1 for stripes or a regular grid of dots, a few hundredths for noise or irregular strokes. Frequencies
+    below `min_radius` cycles per tile are left out: at 2, shading and gradients; at 4 in a 32-px tile, every
+    period longer than 8 px."""
     t = tile - tile.mean()
     n = t.shape[0]
     hann = np.hanning(n)
     power = np.abs(np.fft.fft2(t * np.outer(hann, hann))) ** 2
     f = np.fft.fftfreq(n) * n
     radius = np.hypot(*np.meshgrid(f, f, indexing="ij"))
-    power[radius < 2] = 0
+    power[radius < min_radius] = 0
     total = power.sum()
     if total <= 0:
         return 0.0
@@ -148,6 +159,33 @@ def stripe_share(
             if patch.std() > min_amplitude and periodicity(patch) >= min_periodicity:
                 striped += 1
     return StripeReport(striped / flat_tiles if flat_tiles else float("nan"), flat_tiles)
+
+
+def hatching_share(
+    photo: np.ndarray, output: np.ndarray, tile: int = 32, max_period: float = 8.0, min_periodicity: float = 0.5,
+    min_amplitude: float = 2.0,
+) -> StripeReport:  # fmt: skip
+    """Share of the photo's flat tile×tile regions in which `output` has a fine periodic pattern of colour that the
+    photo has not: `stripe_share`'s test on what the model added to Cb or to Cr, counting only periods of at most
+    `max_period` px.
+
+    Why apart from `stripe_share`: the bundled mosaic drew a diagonal pink-and-blue hatching 7–8 px apart in light
+    skies, two hues at about one brightness, which the luma test counted in 2 % of flat tiles. The band limit
+    matters: on chroma, an unlimited test counts smooth colour undulation (periods of 11–16 px) in most tiles of
+    every model's skies, Johnson's too."""
+    flat = flat_mask(photo)
+    added = chroma(output) - chroma(photo)
+    min_radius = tile / max_period
+    flat_tiles = hatched = 0
+    for top in range(0, added.shape[1] - tile + 1, tile // 2):
+        for left in range(0, added.shape[2] - tile + 1, tile // 2):
+            if flat[top : top + tile, left : left + tile].mean() < 0.95:
+                continue
+            flat_tiles += 1
+            patches = added[:, top : top + tile, left : left + tile]
+            if any(p.std() > min_amplitude and periodicity(p, min_radius) >= min_periodicity for p in patches):
+                hatched += 1
+    return StripeReport(hatched / flat_tiles if flat_tiles else float("nan"), flat_tiles)
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
