@@ -426,6 +426,30 @@ def test_a_paste_weight_compares_each_crop_with_itself_with_a_shape_pasted_in(in
     assert_one_line_error(invoke(batch_norm), "--paste-weight needs --norm instance")
 
 
+def test_a_grain_weight_compares_each_crop_with_itself_with_grain_added(inputs, full_run, tmp_path):
+    out, _ = full_run
+    assert (
+        invoke(train_args(inputs, tmp_path / "grainy", 4, "--grain-weight", "1000", "--grain-sigma", "8")).exit_code
+        == 0
+    )
+    log = read_log(tmp_path / "grainy")
+    parts = ("content", "style", "tv", "range", "histogram", "lowfreq", "grain")
+    assert all(line["grain"] > 0 for line in log)
+    assert log[-1]["total"] == pytest.approx(sum(log[-1][k] for k in parts), rel=1e-5)
+    _, grainy = load_model(tmp_path / "grainy" / "model.safetensors")
+    assert [grainy["training"][f"grain_{key}"] for key in ("weight", "sigma")] == [1000, 8]
+    # the sigma reaches the term: the same first step (weights, crops) changes more under stronger grain
+    assert (
+        invoke(train_args(inputs, tmp_path / "fine", 1, "--grain-weight", "1000", "--grain-sigma", "2")).exit_code == 0
+    )
+    assert read_log(tmp_path / "fine")[0]["grain"] < 0.5 * log[0]["grain"]
+    assert "grain" not in read_log(out)[-1]  # off unless asked for
+    for flag, value in (("--grain-weight", "-1"), ("--grain-sigma", "0"), ("--grain-sigma", "33")):
+        assert_one_line_error(invoke([*train_args(inputs, tmp_path / "x"), flag, value]), flag)
+    batch_norm = [*train_args(inputs, tmp_path / "x"), "--grain-weight", "1", "--norm", "batch"]
+    assert_one_line_error(invoke(batch_norm), "--grain-weight needs --norm instance")
+
+
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
     inputs, tmp_path, monkeypatch
 ):

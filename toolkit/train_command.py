@@ -101,6 +101,12 @@ def train(
     paste_band: int = typer.Option(
         None, "--paste-band", help="px round the pasted shape left free for its outline (default 6)."
     ),
+    grain_weight: float = typer.Option(
+        None, "--grain-weight", help="> 0: penalise the output's change when grain is added to a crop (hatching)."
+    ),
+    grain_sigma: float = typer.Option(
+        None, "--grain-sigma", help="The grain's standard deviation, 0–255 units (default 4)."
+    ),
     lr: float = typer.Option(None, "--lr", help="Adam learning rate."),
     lr_decay: float = typer.Option(None, "--lr-decay", help="Multiply the learning rate by this ..."),
     lr_decay_every: int = typer.Option(None, "--lr-decay-every", help="... every this many steps (0 = never)."),
@@ -167,6 +173,8 @@ def train(
         paste_weight=paste_weight,
         paste_scale=paste_scale,
         paste_band=paste_band,
+        grain_weight=grain_weight,
+        grain_sigma=grain_sigma,
         lr=lr,
         lr_decay=lr_decay,
         lr_decay_every=lr_decay_every,

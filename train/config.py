@@ -51,6 +51,8 @@ class TrainConfig:
     paste_weight: float = 0.0  # > 0: the output's change round a flat shape pasted into the crop costs this much ...
     paste_scale: int = 8  # ... seen through a box blur of this many px (train.paste) ...
     paste_band: int = 6  # ... outside a band this many px wide round the shape (its own outline)
+    grain_weight: float = 0.0  # > 0: the output's change when grain is added to the crop costs this much ...
+    grain_sigma: float = 4.0  # ... grain of this standard deviation, 0–255 units (train.grain)
     # optimiser
     lr: float = 1e-3
     lr_decay: float = 1.0
@@ -232,6 +234,8 @@ FIXED_ON_RESUME = (
     "paste_weight",
     "paste_scale",
     "paste_band",
+    "grain_weight",
+    "grain_sigma",
     "lr",
     "lr_decay",
     "lr_decay_every",
@@ -375,6 +379,15 @@ def validate(config: TrainConfig) -> None:
             f"--paste-band must be 0 to an eighth of the --image-size ({config.image_size // 8}) px: the crop needs "
             "cells beyond the band"
         )
+    if config.grain_weight < 0:
+        raise UserError("--grain-weight must be 0 or more")
+    if config.grain_weight and config.norm != "instance":
+        raise UserError(  # as --relight-weight: a second pass per step would move the running statistics twice
+            f"--grain-weight needs --norm instance (--norm {config.norm} keeps running statistics that the grainy "
+            "copies would train too)"
+        )
+    if not 0 < config.grain_sigma <= 32:
+        raise UserError("--grain-sigma must be above 0 and at most 32 (0–255 units)")
     if config.lr <= 0:
         raise UserError("--lr must be positive")
     if not parse_layers(config.content_layers, "--content-layers") and config.content_weight:

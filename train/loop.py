@@ -34,6 +34,7 @@ from train.generators import GeneratorSpec, build_generator
 from train.losses import PerceptualLoss
 from train.onnx_weights import generator_from_onnx
 from train.paste import change_round_shapes, paste, random_shapes
+from train.grain import add_grain, grain_change, random_grain
 from train.relight import random_relighting, relight, relighting_change
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 
@@ -43,6 +44,7 @@ LOG_FILE = "log.jsonl"
 SAMPLES_DIR = "samples"
 NUM_SAMPLES = 4
 PASTE_SEEDS = 1 << 62  # the pasted shapes are drawn from seeds apart from the relit gains' (both per step)
+GRAIN_SEEDS = 1 << 61  # and the grain from seeds apart from both
 
 
 class Reporter:
@@ -300,6 +302,8 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "paste_weight": config.paste_weight,
         "paste_scale": config.paste_scale if config.paste_weight else None,
         "paste_band": config.paste_band if config.paste_weight else None,
+        "grain_weight": config.grain_weight,
+        "grain_sigma": config.grain_sigma if config.grain_weight else None,
         "style_size": config.style_size,
         "width": config.width,
         "image_size": config.image_size,
@@ -382,6 +386,12 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
                     change = change_round_shapes(output, pasted, masks, config.paste_scale, config.paste_band)
                     terms["paste"] = config.paste_weight * change
                     terms["total"] = terms["total"] + terms["paste"]
+                if config.grain_weight:  # the same crops with grain added (train.grain)
+                    seed = GRAIN_SEEDS + config.seed * 1_000_003 + step
+                    grain = random_grain(images.shape, config.grain_sigma, seed, device)
+                    change = grain_change(output, stylize(add_grain(images, grain)))
+                    terms["grain"] = config.grain_weight * change
+                    terms["total"] = terms["total"] + terms["grain"]
             optimizer.zero_grad(set_to_none=True)
             nonfinite |= ~torch.isfinite(terms["total"].detach())
             scaler.scale(terms["total"]).backward()
