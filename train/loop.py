@@ -31,10 +31,10 @@ from train.data import (
 )
 from train.data import scan_folder as scan_images
 from train.generators import GeneratorSpec, build_generator
+from train.grain import add_grain, grain_change, random_grain
 from train.losses import PerceptualLoss
 from train.onnx_weights import generator_from_onnx
 from train.paste import change_round_shapes, paste, random_shapes
-from train.grain import add_grain, grain_change, random_grain
 from train.relight import random_relighting, relight, relighting_change
 from train.vgg_weights import build_loss_network, download_vgg_weights, read_vgg_weights
 
