@@ -85,7 +85,7 @@ def hue_stripes(size=(128, 128), period=7.5, amplitude=12.0, angle=45.0, base=(2
     t = np.deg2rad(angle)
     wave = np.sin(2 * np.pi * (xx * np.cos(t) + yy * np.sin(t)) / period)
     pink_minus_blue = np.array([1.0, -0.3, -1.0])
-    pink_minus_blue -= (pink_minus_blue @ [0.299, 0.587, 0.114]) / 1.0  # luma of the direction removed: 0
+    pink_minus_blue -= pink_minus_blue @ [0.299, 0.587, 0.114]  # the luma weights sum to 1: the direction's luma is 0
     return np.clip(np.array(base) + amplitude * wave[..., None] * pink_minus_blue, 0, 255).round().astype(np.uint8)
 
 
