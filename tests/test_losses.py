@@ -8,6 +8,7 @@ from train.losses import (
     gram_matrix,
     low_frequency_excess,
     out_of_range,
+    structure_weights,
     tile_grams,
     total_variation,
 )
@@ -271,3 +272,41 @@ def test_the_low_frequency_term_is_weighted_summed_and_off_by_default():
         PerceptualLoss(_PixelsAsFeatures(), photo, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, lowfreq_weight=-1.0)
     with pytest.raises(ValueError, match="low-frequency"):
         PerceptualLoss(_PixelsAsFeatures(), photo, {}, {"relu1_2": 1.0}, 0.0, 1.0, 0.0, lowfreq_gain=-1.0)
+
+
+def _sky_over_a_textured_ground(size=64):
+    """A flat sky (top half) over a ground of strong random texture (bottom half), RGB 0–255."""
+    generator = torch.Generator().manual_seed(1)
+    photo = torch.full((1, 3, size, size), 180.0)
+    photo[:, :, size // 2 :] = 60 + 80 * torch.rand(1, 1, size // 2, size, generator=generator)
+    return photo
+
+
+def test_structure_weights_leave_flat_areas_at_the_floor_and_textured_ones_at_one():
+    photo = _sky_over_a_textured_ground()
+    weights = structure_weights(photo, 8.0)
+    assert weights.shape == (1, 1, 64, 64)
+    assert torch.allclose(weights[..., :24, :], torch.tensor(0.1))  # the sky, away from the ground's window
+    assert torch.allclose(weights[..., 40:, :], torch.tensor(1.0))  # the ground
+    assert weights[..., 28:32, :].min() > 0.1  # the sky's edge above the ground: its window sees the change
+    assert torch.allclose(structure_weights(photo, 1e6), torch.tensor(0.1))  # "structure" only from a huge std
+
+
+def test_with_content_structure_the_content_term_leaves_flat_areas_to_the_style():
+    photo = _sky_over_a_textured_ground()
+    generator = torch.Generator().manual_seed(2)
+    stripes = 40 * (torch.rand(1, 3, 24, 64, generator=generator) - 0.5)
+    in_sky, in_ground = photo.clone(), photo.clone()
+    in_sky[:, :, :24] += stripes  # the same change, in the flat sky or on the textured ground
+    in_ground[:, :, 40:] += stripes
+    costs = {}
+    for structure in (0.0, 8.0):
+        loss = PerceptualLoss(_PixelsAsFeatures(), photo, {"relu2_2": 1.0}, {"relu1_2": 1.0}, 1.0, 0.0, 0.0,
+                              "relative", content_structure=structure)  # fmt: skip
+        costs[structure] = {name: float(loss(out, photo)["content"]) for name, out in
+                            (("sky", in_sky), ("ground", in_ground), ("photo", photo))}  # fmt: skip
+    assert costs[0.0]["sky"] == pytest.approx(costs[0.0]["ground"], rel=1e-5)  # every place the same
+    assert costs[8.0]["sky"] == pytest.approx(0.1 * costs[8.0]["ground"], rel=1e-4)  # the floor: a tenth
+    assert costs[8.0]["photo"] == 0 and costs[0.0]["photo"] == 0
+    with pytest.raises(ValueError, match="content structure"):
+        PerceptualLoss(_PixelsAsFeatures(), photo, {"relu2_2": 1.0}, {}, 1.0, 0.0, 0.0, content_structure=-1)

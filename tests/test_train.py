@@ -450,6 +450,20 @@ def test_a_grain_weight_compares_each_crop_with_itself_with_grain_added(inputs, 
     assert_one_line_error(invoke(batch_norm), "--grain-weight needs --norm instance")
 
 
+def test_content_structure_weighs_the_content_term_and_is_recorded(inputs, full_run, tmp_path):
+    out, _ = full_run
+    assert invoke(train_args(inputs, tmp_path / "free", 1, "--content-structure", "8")).exit_code == 0
+    _, free = load_model(tmp_path / "free" / "model.safetensors")
+    assert free["training"]["content_structure"] == 8
+    # the same first step (weights, crops) with every place counted the same: another content term
+    assert invoke(train_args(inputs, tmp_path / "even", 1)).exit_code == 0
+    assert read_log(tmp_path / "free")[0]["content"] != pytest.approx(read_log(tmp_path / "even")[0]["content"])
+    assert load_model(out / "model.safetensors")[1]["training"]["content_structure"] is None  # off unless asked for
+    assert_one_line_error(
+        invoke([*train_args(inputs, tmp_path / "x"), "--content-structure", "-1"]), "--content-structure"
+    )
+
+
 def test_a_stopped_run_exits_130_a_full_disk_is_one_line_and_a_users_log_is_not_overwritten(
     inputs, tmp_path, monkeypatch
 ):

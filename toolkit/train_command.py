@@ -60,6 +60,12 @@ def train(
         None, "--style-grid-layers", help="The style layers --style-grid applies to (default: all of them)."
     ),
     content_weight: float = typer.Option(None, "--content-weight"),
+    content_structure: float = typer.Option(
+        None,
+        "--content-structure",
+        help="> 0: content counts fully where the photo's 9×9 luma std reaches this, "
+        "a tenth in flat areas (left to the style).",
+    ),
     style_weight: float = typer.Option(None, "--style-weight"),
     loss_scale: str = typer.Option(
         None, "--loss-scale", help="absolute (published recipes) or relative (each term a relative error)."
@@ -173,6 +179,7 @@ def train(
         paste_weight=paste_weight,
         paste_scale=paste_scale,
         paste_band=paste_band,
+        content_structure=content_structure,
         grain_weight=grain_weight,
         grain_sigma=grain_sigma,
         lr=lr,

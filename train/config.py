@@ -36,6 +36,7 @@ class TrainConfig:
     style_grid: int = 1  # > 1: Gram matrices of each cell of a grid×grid split of the output (train.losses) ...
     style_grid_layers: str = ""  # ... at these style layers; empty: at every style layer
     content_weight: float = 1e5
+    content_structure: float = 0.0  # > 0: content counts fully where the photo's 9×9 luma std reaches this (losses)
     style_weight: float = 1e10
     tv_weight: float = 0.0
     loss_scale: str = "absolute"
@@ -219,6 +220,7 @@ FIXED_ON_RESUME = (
     "style_grid",
     "style_grid_layers",
     "content_weight",
+    "content_structure",
     "style_weight",
     "tv_weight",
     "loss_scale",
@@ -334,6 +336,8 @@ def validate(config: TrainConfig) -> None:
             f"--style-grid {config.style_grid}: {name} is {sides[name]}×{sides[name]} at --image-size "
             f"{config.image_size}; use a grid of at most {sides[name]} or a larger --image-size"
         )
+    if config.content_structure < 0:
+        raise UserError("--content-structure must be 0 or more (0: every place of the photo counts the same)")
     if config.range_weight < 0:
         raise UserError("--range-weight must be 0 or more")
     if config.histogram_weight < 0:

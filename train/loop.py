@@ -206,7 +206,7 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
         config.content_weight, config.style_weight, config.tv_weight, config.loss_scale, config.range_weight,
         histogram_layers, config.histogram_weight, config.style_grid,
         list(parse_layers(config.style_grid_layers, "--style-grid-layers")) or None,
-        config.lowfreq_weight, config.lowfreq_scale, config.lowfreq_gain,
+        config.lowfreq_weight, config.lowfreq_scale, config.lowfreq_gain, config.content_structure,
     )  # fmt: skip
     return loss, weights.source
 
@@ -287,6 +287,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "style_grid": config.style_grid,
         "style_grid_layers": config.style_grid_layers or None,
         "content_weight": config.content_weight,
+        "content_structure": config.content_structure or None,
         "style_weight": config.style_weight,
         "tv_weight": config.tv_weight,
         "loss_scale": config.loss_scale,

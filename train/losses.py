@@ -106,6 +106,18 @@ class SlicedHistogram(nn.Module):
             return (projected - self.sorted_target[:, at]).pow(2).mean() / self.scale
 
 
+def structure_weights(photos: Tensor, full_at: float, window: int = 9, floor: float = 0.1) -> Tensor:
+    """(N, 1, H, W) weights from the photos' structure (RGB 0–255): the standard deviation of the BT.601 luma over a
+    window×window neighbourhood (the borders' windows cut short), over `full_at`, kept within `floor` … 1. A flat
+    sky (std under a level) gets the floor, an edge or a textured surface 1."""
+    with torch.no_grad():
+        luma = (photos.float() * photos.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        mean = F.avg_pool2d(luma, window, 1, window // 2, count_include_pad=False)
+        square = F.avg_pool2d(luma * luma, window, 1, window // 2, count_include_pad=False)
+        std = (square - mean * mean).clamp_min(0).sqrt()
+        return (std / full_at).clamp(floor, 1.0)
+
+
 class PerceptualLoss(nn.Module):
     """Weighted sum of content, style and TV terms against one style image.
 
@@ -136,6 +148,13 @@ class PerceptualLoss(nn.Module):
     `lowfreq_weight` > 0: adds `lowfreq_weight × low_frequency_excess(output, photo, lowfreq_scale, lowfreq_gain)`,
     large-scale colour change where the photo has none (arcs and blotches across smooth skies). 0 (the published
     recipes): off.
+
+    `content_structure` > 0: the content term weighs each place by the photo's structure there
+    (`structure_weights`: its 9×9 luma standard deviation over `content_structure`, from 0.1 to 1), so flat skies
+    and walls are mostly left to the style. Over a flat sky the photo's VGG features are flat, and the content term
+    asks the output's to stay flat too: a generator that keeps much of the photo can then meet the Gram matrices
+    there only with a faint hatching (measured on mosaic, docs/recipe.md). 0 (the published recipes): every place
+    counts the same.
     """
 
     def __init__(
@@ -156,6 +175,7 @@ class PerceptualLoss(nn.Module):
         lowfreq_weight: float = 0.0,
         lowfreq_scale: int = 32,
         lowfreq_gain: float = 2.0,
+        content_structure: float = 0.0,
     ):
         super().__init__()
         if scale not in LOSS_SCALES:
@@ -176,6 +196,9 @@ class PerceptualLoss(nn.Module):
         self.lowfreq_weight = lowfreq_weight
         self.lowfreq_scale = lowfreq_scale
         self.lowfreq_gain = lowfreq_gain
+        if content_structure < 0:
+            raise ValueError(f"content structure must be 0 or more, not {content_structure}")
+        self.content_structure = content_structure
         if style_grid < 1:
             raise ValueError(f"style grid must be 1 or more, not {style_grid}")
         grid_layers = list(style_layers) if style_grid_layers is None else list(style_grid_layers)
@@ -213,9 +236,14 @@ class PerceptualLoss(nn.Module):
                 target_features = self.vgg(content, list(self.content_layers))
         terms: dict[str, Tensor] = {}
         content_sum = output.new_zeros((), dtype=torch.float32)
+        places = structure_weights(content, self.content_structure) if self.content_structure else None
         for name, weight in self.content_layers.items():
             target = target_features[name].float()
-            term = F.mse_loss(out_features[name].float(), target)
+            if places is None:
+                term = F.mse_loss(out_features[name].float(), target)
+            else:  # a weighted mean over the places: the term keeps its scale whatever the share of flat areas
+                w = F.adaptive_avg_pool2d(places, target.shape[-2:])
+                term = ((out_features[name].float() - target).pow(2) * w).mean() / w.mean()
             if self.relative:
                 term = term / target.pow(2).mean().clamp_min(1e-12)
             terms[f"content/{name}"] = term.detach()
