@@ -6,8 +6,9 @@
 # is $OUT/NAME.safetensors, $OUT/NAME-log.jsonl and $OUT/continue.md. Then, here, for each NAME:
 #   python docs/quality.py --assets ../shared/assets --no-peers --styles NAME --model NAME=FILES_AT/NAME.safetensors
 # The rate halves every HALVE_EVERY (1500) steps, not LONGER's 500 on a CPU: a GPU is expected to run thousands.
-# On this CPU mosaic's LONGER brought back a diagonal hatching in light skies (docs/recipe.md): look at its stripes
-# and at 100 % crops of the cameraman's sky before taking a GPU-trained mosaic.
+# On this CPU LONGER from mosaic's stage 8 brought back a diagonal hatching in light skies; its stage 9 (the loss
+# continued here) weighs content by the photo's structure and has less of it (docs/recipe.md). Look at the stripes
+# and hatching columns and at 100 % crops of the cameraman's sky before taking a GPU-trained mosaic.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-benchmarks/gpu-out}

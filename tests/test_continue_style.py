@@ -4,7 +4,7 @@ import dataclasses
 import sys
 
 from scripts.continue_style import continuation, run_all
-from scripts.train_bundled_styles import STYLES, Style, longer, plan
+from scripts.train_bundled_styles import STYLES, Style, flat_free, longer, plan
 
 
 def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
@@ -18,6 +18,18 @@ def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
     slower = plan("new", dataclasses.replace(style, longer_halving=2000), tmp_path)[-1]
     assert slower.recipe[-2:] == ["--lr-decay-every", "2000"]
     assert [s.run_dir.name for s in plan("new", dataclasses.replace(style, longer_steps=0), tmp_path)][-1] == "new-f2"
+
+
+def test_flat_free_goes_last_with_the_last_stages_loss_at_longers_rate_and_content_weighed_by_structure(tmp_path):
+    style = Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
+                  paste_steps=9, figures2_steps=4, structure_steps=6, structure_at=5)  # fmt: skip
+    stages = plan("new", style, tmp_path)
+    free, before = stages[-1], stages[-2]
+    assert [before.run_dir.name, free.run_dir.name] == ["new-f2", "new-cs"]
+    assert free.steps == 6 and free.init == before.run_dir / "model.safetensors"
+    assert free.recipe == [*longer(before.recipe), "--content-structure", "5"] == flat_free(before.recipe, 5)
+    after_longer = plan("new", dataclasses.replace(style, longer_steps=7), tmp_path)
+    assert [s.run_dir.name for s in after_longer[-2:]] == ["new-long", "new-cs"]
 
 
 def test_a_continuation_trains_a_bundled_style_from_its_shipped_weights_with_its_last_loss(tmp_path):
