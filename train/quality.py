@@ -147,18 +147,18 @@ def stripe_share(
     to the luma there (output − photo, so that the photo's own JPEG blocks or fine weave do not count) has a
     standard deviation above `min_amplitude` (a visible pattern) and `periodicity` ≥ `min_periodicity`.
     """
-    flat = flat_mask(photo)
     y = luma(output) - luma(photo)
-    flat_tiles = striped = 0
-    for top in range(0, y.shape[0] - tile + 1, tile // 2):
-        for left in range(0, y.shape[1] - tile + 1, tile // 2):
-            if flat[top : top + tile, left : left + tile].mean() < 0.95:
-                continue
-            flat_tiles += 1
-            patch = y[top : top + tile, left : left + tile]
-            if patch.std() > min_amplitude and periodicity(patch) >= min_periodicity:
-                striped += 1
-    return StripeReport(striped / flat_tiles if flat_tiles else float("nan"), flat_tiles)
+    striped = [y[where].std() > min_amplitude and periodicity(y[where]) >= min_periodicity
+               for where in flat_tiles(photo, tile)]  # fmt: skip
+    return StripeReport(sum(striped) / len(striped) if striped else float("nan"), len(striped))
+
+
+def flat_tiles(photo: np.ndarray, tile: int = 32) -> list[tuple[slice, slice]]:
+    """The photo's tile×tile regions, at half-tile steps, in which ≥ 95 % of the pixels are flat (`flat_mask`)."""
+    flat = flat_mask(photo)
+    steps = [range(0, size - tile + 1, tile // 2) for size in flat.shape[:2]]
+    regions = [(slice(top, top + tile), slice(left, left + tile)) for top in steps[0] for left in steps[1]]
+    return [where for where in regions if flat[where].mean() >= 0.95]
 
 
 def hatching_share(
@@ -169,23 +169,15 @@ def hatching_share(
     photo has not: `stripe_share`'s test on what the model added to Cb or to Cr, counting only periods of at most
     `max_period` px.
 
-    Why apart from `stripe_share`: the bundled mosaic drew a diagonal pink-and-blue hatching 7–8 px apart in light
+    Why apart from `stripe_share`: mosaic's stage 8 drew a diagonal pink-and-blue hatching 7–8 px apart in light
     skies, two hues at about one brightness, which the luma test counted in 2 % of flat tiles. The band limit
     matters: on chroma, an unlimited test counts smooth colour undulation (periods of 11–16 px) in most tiles of
     every model's skies, Johnson's too."""
-    flat = flat_mask(photo)
     added = chroma(output) - chroma(photo)
     min_radius = tile / max_period
-    flat_tiles = hatched = 0
-    for top in range(0, added.shape[1] - tile + 1, tile // 2):
-        for left in range(0, added.shape[2] - tile + 1, tile // 2):
-            if flat[top : top + tile, left : left + tile].mean() < 0.95:
-                continue
-            flat_tiles += 1
-            patches = added[:, top : top + tile, left : left + tile]
-            if any(p.std() > min_amplitude and periodicity(p, min_radius) >= min_periodicity for p in patches):
-                hatched += 1
-    return StripeReport(hatched / flat_tiles if flat_tiles else float("nan"), flat_tiles)
+    hatched = [any(p.std() > min_amplitude and periodicity(p, min_radius) >= min_periodicity
+                   for p in added[:, where[0], where[1]]) for where in flat_tiles(photo, tile)]  # fmt: skip
+    return StripeReport(sum(hatched) / len(hatched) if hatched else float("nan"), len(hatched))
 
 
 def _dilate(mask: np.ndarray) -> np.ndarray:
