@@ -69,8 +69,8 @@ class Style:
     figures2_scale: int = 8  # FIGURES II's --paste-scale (8: FIGURES' own, the default)
     longer_steps: int = 0  # LONGER (in NAME-long): the last stage's loss again for many steps at a slower rate; 0: none
     longer_halving: int = 500  # LONGER's rate, 5e-4 at first, halves every this many steps
-    structure_steps: int = 0  # FLAT FREE (in NAME-cs): the last stage's loss at LONGER's rate, content weighed by the
-    structure_at: int = 8  # photo's structure (--content-structure this many luma levels); 0 steps: none
+    structure_steps: int = 0  # FLAT FREE (in NAME-cs): LONGER's rate, content weighed by structure; 0: none
+    structure_at: int = 8  # FLAT FREE's --content-structure: content counts fully from this luma std (levels) up
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
