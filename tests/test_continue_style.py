@@ -4,7 +4,7 @@ import dataclasses
 import sys
 
 from scripts.continue_style import continuation, run_all
-from scripts.train_bundled_styles import STYLES, Style, flat_free, longer, plan
+from scripts.train_bundled_styles import STYLES, Style, flat_free, grainless, longer, plan
 
 
 def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
@@ -30,6 +30,18 @@ def test_flat_free_goes_last_with_the_last_stages_loss_at_longers_rate_and_conte
     assert free.recipe == [*longer(before.recipe), "--content-structure", "5"] == flat_free(before.recipe, 5)
     after_longer = plan("new", dataclasses.replace(style, longer_steps=7), tmp_path)
     assert [s.run_dir.name for s in after_longer[-2:]] == ["new-long", "new-cs"]
+
+
+def test_grainless_goes_last_with_the_last_stages_loss_at_longers_rate_and_the_grain_term(tmp_path):
+    style = Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
+                  paste_steps=9, grain_steps=6, grain_weight=700)  # fmt: skip
+    stages = plan("new", style, tmp_path)
+    grain, before = stages[-1], stages[-2]
+    assert [before.run_dir.name, grain.run_dir.name] == ["new-f", "new-g"]
+    assert grain.steps == 6 and grain.init == before.run_dir / "model.safetensors"
+    assert grain.recipe == [*longer(before.recipe), "--grain-weight", "700"] == grainless(before.recipe, 700)
+    after_free = plan("new", dataclasses.replace(style, structure_steps=7), tmp_path)
+    assert [s.run_dir.name for s in after_free[-2:]] == ["new-cs", "new-g"]
 
 
 def test_a_continuation_trains_a_bundled_style_from_its_shipped_weights_with_its_last_loss(tmp_path):
