@@ -7,13 +7,21 @@ from scripts.continue_style import continuation, run_all
 from scripts.train_bundled_styles import STYLES, Style, flat_free, grainless, longer, plan
 
 
-def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
+def finishing_stage(tmp_path, **stages):
+    """The last stage of a style with the earlier stages every finishing stage follows, plus `stages`, and the one
+    before it; the last goes on from the one before's weights."""
     style = Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
-                  paste_steps=9, figures2_steps=4, longer_steps=7)  # fmt: skip
-    stages = plan("new", style, tmp_path)
-    long, before = stages[-1], stages[-2]
+                  paste_steps=9, **stages)  # fmt: skip
+    planned = plan("new", style, tmp_path)
+    last, before = planned[-1], planned[-2]
+    assert last.init == before.run_dir / "model.safetensors"
+    return style, last, before
+
+
+def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
+    style, long, before = finishing_stage(tmp_path, figures2_steps=4, longer_steps=7)
     assert [before.run_dir.name, long.run_dir.name] == ["new-f2", "new-long"]
-    assert long.steps == 7 and long.init == before.run_dir / "model.safetensors"
+    assert long.steps == 7
     assert long.recipe == [*before.recipe, "--lr", "5e-4", "--lr-decay", "0.5", "--lr-decay-every", "500"]
     slower = plan("new", dataclasses.replace(style, longer_halving=2000), tmp_path)[-1]
     assert slower.recipe[-2:] == ["--lr-decay-every", "2000"]
@@ -21,24 +29,18 @@ def test_longer_goes_last_with_the_last_stages_loss_at_a_slower_rate(tmp_path):
 
 
 def test_flat_free_goes_last_with_the_last_stages_loss_at_longers_rate_and_content_weighed_by_structure(tmp_path):
-    style = Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
-                  paste_steps=9, figures2_steps=4, structure_steps=6, structure_at=5)  # fmt: skip
-    stages = plan("new", style, tmp_path)
-    free, before = stages[-1], stages[-2]
+    style, free, before = finishing_stage(tmp_path, figures2_steps=4, structure_steps=6, structure_at=5)
     assert [before.run_dir.name, free.run_dir.name] == ["new-f2", "new-cs"]
-    assert free.steps == 6 and free.init == before.run_dir / "model.safetensors"
+    assert free.steps == 6
     assert free.recipe == [*longer(before.recipe), "--content-structure", "5"] == flat_free(before.recipe, 5)
     after_longer = plan("new", dataclasses.replace(style, longer_steps=7), tmp_path)
     assert [s.run_dir.name for s in after_longer[-2:]] == ["new-long", "new-cs"]
 
 
 def test_grainless_goes_last_with_the_last_stages_loss_at_longers_rate_and_the_grain_term(tmp_path):
-    style = Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
-                  paste_steps=9, grain_steps=6, grain_weight=700)  # fmt: skip
-    stages = plan("new", style, tmp_path)
-    grain, before = stages[-1], stages[-2]
+    style, grain, before = finishing_stage(tmp_path, grain_steps=6, grain_weight=700)
     assert [before.run_dir.name, grain.run_dir.name] == ["new-f", "new-g"]
-    assert grain.steps == 6 and grain.init == before.run_dir / "model.safetensors"
+    assert grain.steps == 6
     assert grain.recipe == [*longer(before.recipe), "--grain-weight", "700"] == grainless(before.recipe, 700)
     after_free = plan("new", dataclasses.replace(style, structure_steps=7), tmp_path)
     assert [s.run_dir.name for s in after_free[-2:]] == ["new-cs", "new-g"]
