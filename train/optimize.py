@@ -14,6 +14,12 @@ Two more things kept L-BFGS from working with a Caffe-scale VGG (losses of 1e7 a
 A guard stays: a loss that is not finite or above DIVERGED × the starting loss counts as divergence; the best
 picture so far is restored and the optimizer starts again with a tenth of the step, up to MAX_RESTARTS times,
 then the run stops with an error. The picture returned is the best one seen, so a diverged result is never handed out.
+
+A stall is caught too: where the pixels clamp, the loss has kinks, and there L-BFGS's strong-Wolfe search can find no
+lower point and return a zero step. Its state then leads it into the same failed search at every later step (candy
+with the johnson preset on camera.png at 512 px: 187 of 200 steps in place, and the near-photo written silently). A
+step that leaves the picture unchanged drops the optimizer's history (the next step is a gradient step again); when
+that does not move it either, the run stops early with a note.
 """
 
 from __future__ import annotations
@@ -82,6 +88,7 @@ def optimize_image(
 
     history: list[dict[str, float]] = []
     notes: list[str] = []
+    fresh_after_stall = False
     best, best_pixels = {"step": 0, **first}, picture().detach()
     start = time.perf_counter()
 
@@ -111,11 +118,31 @@ def optimize_image(
         on_step(step, losses)
         return True
 
+    stalled_at = 0  # the step after which a fresh optimizer also failed to move the picture; 0: never
     for step in range(1, steps + 1):
         evaluated_this_step: list[bool] = []
+        before = pixels.detach().clone()
         optimizer.step(closure)
-        if step > 1:  # this step's first evaluation was at the point step - 1 left
-            accepted(step - 1, at_start[-1])
+        # this step's first evaluation was at the point step - 1 left; a divergence there restarts the optimizer
+        restarted = step > 1 and not accepted(step - 1, at_start[-1])
+        if not restarted and torch.equal(pixels.detach(), before):
+            # L-BFGS's line search found no step (it returns t = 0, typically after the clamp made the loss
+            # non-smooth) and would repeat the same failed search every step after. Its history is dropped and it
+            # starts again from a gradient step; when even that does not move, the run stops here and says so.
+            if fresh_after_stall:
+                stalled_at = step
+                break
+            optimizer = make_optimizer(step_size)
+            fresh_after_stall = True
+        else:
+            fresh_after_stall = False
     with torch.no_grad():
-        accepted(steps, {k: float(v) for k, v in loss_fn(picture(), content).items()})
+        accepted(stalled_at or steps, {k: float(v) for k, v in loss_fn(picture(), content).items()})
+    if stalled_at:
+        name = "L-BFGS" if method == "lbfgs" else "Adam"
+        notes.append(
+            f"{name} stopped moving at step {stalled_at} of {steps}, after a restart too (a minimum, or a line "
+            "search that finds no lower point): the picture is the best one up to there; if it is too close to the "
+            "photo, try --method adam"
+        )
     return OptimizeResult(best_pixels, history, time.perf_counter() - start, notes, {"step": 0, **first}, best)
