@@ -64,6 +64,7 @@ def optimize_image(
         return torch.optim.Adam([pixels], lr=step_size)
 
     step_size = lr or (1.0 if method == "lbfgs" else 0.01)
+    name = "L-BFGS" if method == "lbfgs" else "Adam"  # for the notes
     optimizer = make_optimizer(step_size)
 
     def picture() -> torch.Tensor:
@@ -88,7 +89,6 @@ def optimize_image(
 
     history: list[dict[str, float]] = []
     notes: list[str] = []
-    fresh_after_stall = False
     best, best_pixels = {"step": 0, **first}, picture().detach()
     start = time.perf_counter()
 
@@ -103,7 +103,6 @@ def optimize_image(
                     "the loss weights, or try --method adam; nothing was written"
                 )
             step_size /= 10
-            name = "L-BFGS" if method == "lbfgs" else "Adam"
             notes.append(
                 f"{name} diverged at step {step} (loss {total:.4g}, from {unit:.4g}): restarted from step "
                 f"{best['step']} with step size {step_size:g}"
@@ -118,6 +117,7 @@ def optimize_image(
         on_step(step, losses)
         return True
 
+    fresh_after_stall = False  # the optimizer was just made anew because the step before did not move the picture
     stalled_at = 0  # the step after which a fresh optimizer also failed to move the picture; 0: never
     for step in range(1, steps + 1):
         evaluated_this_step: list[bool] = []
@@ -139,7 +139,6 @@ def optimize_image(
     with torch.no_grad():
         accepted(stalled_at or steps, {k: float(v) for k, v in loss_fn(picture(), content).items()})
     if stalled_at:
-        name = "L-BFGS" if method == "lbfgs" else "Adam"
         notes.append(
             f"{name} stopped moving at step {stalled_at} of {steps}, after a restart too (a minimum, or a line "
             "search that finds no lower point): the picture is the best one up to there; if it is too close to the "
