@@ -4,11 +4,12 @@
 
 Each style: `toolkit train` in stages, each from the previous one's weights with `--init` (BASE from scratch; FINAL,
 which a style without a base stage starts from another style's base or a bundled style; STRONGER; IN RANGE; PALETTE;
-MORE PHOTO, SKY, RELIT, FIGURES, FIGURES II, LONGER, see `Style`) on the 16-photo training set named in the assets'
-SOURCES.md, with the full VGG-16 of the assets as the loss network; `toolkit export` into runtime/styles/NAME.onnx
-(fp32, uint8 I/O); and runtime/styles/NAME.json with the provenance: commands, data, steps, final losses, training
-time, machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6, NAME-r, NAME-h, NAME-p, NAME-k, NAME-l, NAME-f,
-NAME-f2 and NAME-long (kept out of git); a stopped run resumes where it stopped, a finished one is exported again.
+MORE PHOTO, SKY, RELIT, FIGURES, FIGURES II, LONGER, FLAT FREE, GRAINLESS, JOHNSON'S LOSS, OPEN SKIES, see `Style`)
+on the 16-photo training set named in the assets' SOURCES.md, with the full VGG-16 of the assets as the loss network;
+`toolkit export` into runtime/styles/NAME.onnx (fp32, uint8 I/O); and runtime/styles/NAME.json with the provenance:
+commands, data, steps, final losses, training time, machine. Runs go to runs/bundled/NAME-base, NAME, NAME-s6,
+NAME-r, NAME-h, NAME-p, NAME-k, NAME-l, NAME-f, NAME-f2, NAME-long, NAME-cs, NAME-g, NAME-j, NAME-js and NAME-jh
+(kept out of git); a stopped run resumes where it stopped, a finished one is exported again.
 Without those runs (a fresh checkout), the stages that NAME.json already records are taken from NAME.onnx's weights
 (`recover`), so a new last stage trains from the bundled model rather than from scratch.
 The recipe was picked with the quality yardstick (docs/quality.py; docs/recipe.md), which measures the results
@@ -73,16 +74,24 @@ class Style:
     structure_at: int = 8  # FLAT FREE's --content-structure: content counts fully from this luma std (levels) up
     grain_steps: int = 0  # GRAINLESS (in NAME-g): LONGER's rate, the output asked not to change with grain; 0: none
     grain_weight: int = 2000  # GRAINLESS's --grain-weight
+    johnson_steps: int = 0  # JOHNSON'S LOSS (in NAME-j): Johnson et al.'s loss in place of ours, from the last stage
+    johnson_style_size: int = 256  # JOHNSON'S LOSS's --style-size
+    johnson_seed: int = 44  # JOHNSON'S LOSS's --seed
+    # OPEN SKIES after JOHNSON'S LOSS, one stage each (steps, seed, --histogram-weight or "" for none): in NAME-js
+    # without the histogram term, NAME-jh with it
+    open_skies: tuple[tuple[int, int, str], ...] = ()
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
 STYLES = {
     "mosaic": Style("mosaic.jpg", "the stained-glass 'mosaic' of pytorch/examples and Johnson et al.", 1000,
                     "mosaic-base", 1000, 1000, 800, 300, 400, paste_steps=300, paste_weight=10000,
-                    figures2_steps=300, figures2_band=2, structure_steps=400),
+                    figures2_steps=300, figures2_band=2, structure_steps=400, johnson_steps=400,
+                    johnson_style_size=512, johnson_seed=45, open_skies=((400, 45, "3e7"),)),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
-                   relight_steps=400, paste_steps=300, paste_weight=1000, figures2_steps=300, longer_steps=1000),
+                   relight_steps=400, paste_steps=300, paste_weight=1000, figures2_steps=300, longer_steps=1000,
+                   johnson_steps=400, open_skies=((400, 45, ""), (400, 46, "3e7"))),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400,
                           paste_steps=300),
@@ -222,6 +231,33 @@ def grainless(recipe: list[str], weight: int, halving: int = 500) -> list[str]:
     return [*longer(recipe, halving), "--grain-weight", str(weight)]
 
 
+# JOHNSON'S LOSS: Johnson et al.'s own loss (--preset johnson: the absolute scale, style weight 5, content on relu3_3,
+# TV 1e-6), none of the relative-scale terms of the stages before, with the content weight at 4 and the crops zoomed
+# up to 3×, at LONGER's rate. The slow method with this loss draws candy's ringed circles (ours gave a recoloured
+# photo). Measured at 400 steps (docs/recipe.md): candy, the painting at 256 px, from its stage 11: SSIM 0.351 →
+# 0.384, halo −33.7 → −12.3 (dark coats no longer turn light), palette 6.2 → 10.1 and a diagonal stripe pattern in
+# open skies (stripes 14.0 → 39.3 %); mosaic, the painting at 512 px, from its stage 9: closeness 0.274 → 0.225,
+# palette 5.2 → 11.1, its skies' lattice thinned to parallel lines.
+def johnsons_loss(style_size: int, seed: int) -> list[str]:
+    return ["--preset", "johnson", "--width", "0.5", "--batch-size", "4", "--image-size", "192", "--zoom", "3",
+            "--crop", "random", "--style-size", str(style_size), "--channels-last", "--seed", str(seed),
+            "--lr", "5e-4", "--content-weight", "4"]  # fmt: skip
+
+
+def open_skies(recipe: list[str], seed: int, histogram: str) -> list[str]:
+    """OPEN SKIES: JOHNSON'S LOSS (or the OPEN SKIES stage before) with half the crops given a synthetic sky
+    (--sky 0.5, as SKY) and the content term weighed by the photo's structure (--content-structure 8, as FLAT FREE),
+    a new seed, and where `histogram` is set the sliced histogram of relu1_1 features (as PALETTE) at that weight, the
+    absolute scale's (the other terms are ~1e6). Where the photo is flat the style has the sky: candy paints the
+    painting's red ringed circles there, mosaic stained-glass cells with coloured panes. Measured (docs/recipe.md):
+    candy without the histogram term, then with it at 3e7: hatching 81.2 → 27.4 → 34.7 % (Johnson's 35.4 %), SSIM
+    0.384 → 0.400 → 0.390, palette 10.1 → 13.7 → 8.1 (the photo's tones come back without it); mosaic with it at
+    once: closeness 0.225 → 0.194, palette 11.1 → 5.4, hatching 42.5 → 18.4 % (stage 9: 43.6 %), SSIM 0.292 → 0.298.
+    Both then move more when the light changes or a figure is pasted in (light, figure)."""
+    return [*recipe, "--seed", str(seed), "--sky", "0.5", "--content-structure", "8",
+            *(["--histogram-weight", histogram] if histogram else [])]  # fmt: skip
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -359,6 +395,12 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
             if steps:
                 last = add(last)
                 later.append((suffix, steps, last))
+        if style.johnson_steps:  # a loss of their own from here: only the last stage's weights go on
+            last = johnsons_loss(style.johnson_style_size, style.johnson_seed)
+            later.append(("j", style.johnson_steps, last))
+            for steps, seed, histogram in style.open_skies:
+                last = open_skies(last, seed, histogram)
+                later.append(("jh" if histogram else "js", steps, last))
     for suffix, steps, recipe in later:
         if not steps:
             if suffix == "s6":

@@ -43,11 +43,14 @@ def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance
     assert training["steps"] >= 750 and training["wall_seconds"] > 0
     # stage 1 from scratch (or from another style's base: starts_from), each later stage from the one before
     commands = training["commands"]
-    assert all("toolkit train" in c and "--norm" not in c and "--loss-scale relative" in c for c in commands)
+    assert all("toolkit train" in c and "--norm" not in c for c in commands)
+    # our relative-scale loss, then for mosaic and candy Johnson et al.'s own (JOHNSON'S LOSS, OPEN SKIES) to the end
+    ours = [c for c in commands if "--loss-scale relative" in c]
+    assert commands[: len(ours)] == ours and all("--preset johnson --width" in c for c in commands[len(ours) :])
     assert ("--init" in commands[0]) == bool(training["starts_from"])
     assert all("--init" in c for c in commands[1:])
-    assert "--range-weight" in commands[-1]  # the last stage judged the picture as saved, clipped to 0–255
-    assert "--histogram-weight" in commands[-1]  # ... and the distribution of its colours (the palette)
+    assert "--range-weight" in ours[-1]  # our last stage judged the picture as saved, clipped to 0–255
+    assert "--histogram-weight" in commands[-1]  # the last stage matched the distribution of its colours (palette)
     assert training["data"].startswith("16 photos")
     assert {"content", "style", "tv"} <= set(training["final_losses"])
     assert record["machine"] and record["style_image"]
@@ -206,6 +209,32 @@ def test_figures_ii_follows_figures_with_its_loss_and_its_band(tmp_path):
     assert same[-1].recipe == [*figures.recipe, "--paste-band", "6", "--paste-scale", "8"]
     no_figures = script.plan("new", dataclasses.replace(style, paste_steps=0), tmp_path)
     assert [s.run_dir.name for s in no_figures][-1] == "new-p"
+
+
+def test_johnsons_loss_replaces_the_loss_after_the_last_stage_and_open_skies_follow_it(tmp_path):
+    """JOHNSON'S LOSS goes on from the last stage's weights with Johnson et al.'s loss alone (none of the relative-scale
+    terms before it); each OPEN SKIES stage goes on from the one before with its loss, synthetic skies, content weighed
+    by structure, its seed and, where set, the histogram term (NAME-jh, else NAME-js)."""
+    script = _recipe_script()
+    style = script.Style("x.jpg", "a painting", 1, "new-base", 10, range_steps=5, histogram_steps=5, photo_steps=5,
+                         paste_steps=9, johnson_steps=4, johnson_style_size=512, johnson_seed=7,
+                         open_skies=((3, 8, ""), (2, 9, "3e7")))  # fmt: skip
+    stages = script.plan("new", style, tmp_path)
+    assert [s.run_dir.name for s in stages][-4:] == ["new-f", "new-j", "new-js", "new-jh"]
+    figures, johnson, skies, palette = stages[-4:]
+    assert johnson.steps == 4 and johnson.init == figures.run_dir / "model.safetensors"
+    assert johnson.recipe == script.johnsons_loss(512, 7)
+    assert johnson.recipe[johnson.recipe.index("--preset") + 1] == "johnson"
+    assert not {"--loss-scale", "--paste-weight", "--histogram-weight", "--range-weight"} & set(johnson.recipe)
+    assert skies.init == johnson.run_dir / "model.safetensors"
+    assert skies.recipe == [*johnson.recipe, "--seed", "8", "--sky", "0.5", "--content-structure", "8"]
+    assert palette.steps == 2 and palette.init == skies.run_dir / "model.safetensors"
+    assert palette.recipe == [*skies.recipe, "--seed", "9", "--sky", "0.5", "--content-structure", "8",
+                              "--histogram-weight", "3e7"]  # fmt: skip
+    at_once = script.plan("new", dataclasses.replace(style, open_skies=((2, 9, "3e7"),)), tmp_path)
+    assert [s.run_dir.name for s in at_once][-2:] == ["new-j", "new-jh"]
+    none = script.plan("new", dataclasses.replace(style, johnson_steps=0), tmp_path)
+    assert [s.run_dir.name for s in none][-1] == "new-f"
 
 
 def test_the_training_script_takes_recorded_stages_back_from_the_bundled_file(tmp_path):
