@@ -231,14 +231,14 @@ def grainless(recipe: list[str], weight: int, halving: int = 500) -> list[str]:
     return [*longer(recipe, halving), "--grain-weight", str(weight)]
 
 
-# JOHNSON'S LOSS: Johnson et al.'s own loss (--preset johnson: the absolute scale, style weight 5, content on relu3_3,
-# TV 1e-6), none of the relative-scale terms of the stages before, with the content weight at 4 and the crops zoomed
-# up to 3×, at LONGER's rate. The slow method with this loss draws candy's ringed circles (ours gave a recoloured
-# photo). Measured at 400 steps (docs/recipe.md): candy, the painting at 256 px, from its stage 11: SSIM 0.351 →
-# 0.384, halo −33.7 → −12.3 (dark coats no longer turn light), palette 6.2 → 10.1 and a diagonal stripe pattern in
-# open skies (stripes 14.0 → 39.3 %); mosaic, the painting at 512 px, from its stage 9: closeness 0.274 → 0.225,
-# palette 5.2 → 11.1, its skies' lattice thinned to parallel lines.
 def johnsons_loss(style_size: int, seed: int) -> list[str]:
+    """JOHNSON'S LOSS: Johnson et al.'s own loss (--preset johnson: the absolute scale, style weight 5, content on
+    relu3_3, TV 1e-6) in place of ours, none of the relative-scale terms of the stages before, with the content weight
+    at 4, the crops zoomed up to 3× and the rate at LONGER's first, 5e-4, kept. The slow method with this loss draws
+    candy's ringed circles (ours gave a recoloured photo). Measured at 400 steps (docs/recipe.md): candy, the painting
+    at 256 px, from its stage 11: SSIM 0.351 → 0.384, halo −33.7 → −12.3 (dark coats no longer turn light), palette
+    6.2 → 10.1 and a diagonal stripe pattern in open skies (stripes 14.0 → 39.3 %); mosaic, the painting at 512 px,
+    from its stage 9: closeness 0.274 → 0.225, palette 5.2 → 11.1, its skies' lattice thinned to parallel lines."""
     return ["--preset", "johnson", "--width", "0.5", "--batch-size", "4", "--image-size", "192", "--zoom", "3",
             "--crop", "random", "--style-size", str(style_size), "--channels-last", "--seed", str(seed),
             "--lr", "5e-4", "--content-weight", "4"]  # fmt: skip
