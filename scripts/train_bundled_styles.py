@@ -94,7 +94,8 @@ STYLES = {
                    johnson_steps=400, open_skies=((400, 45, ""), (400, 46, "3e7"))),
     "starry-night": Style("starry_night.jpg", "Van Gogh, The Starry Night (1889)", 0, "mosaic-base", 750,
                           range_steps=400, histogram_steps=300, photo_steps=400, relight_steps=400,
-                          paste_steps=300),
+                          paste_steps=300, johnson_steps=400, johnson_style_size=512, johnson_seed=45,
+                          open_skies=((400, 46, "3e7"),)),
     # from the shipped starry-night (its base, mosaic-base, is not in a fresh checkout): a painterly generator
     "rain-princess": Style("rain-princess-cropped.jpg", "Leonid Afremov, Rain Princess", 0, BUNDLED + "starry-night",
                            600, range_steps=300, histogram_steps=300, photo_steps=400, relight_steps=400,
