@@ -44,7 +44,7 @@ def test_each_style_is_a_half_width_fp32_instance_norm_model_with_its_provenance
     # stage 1 from scratch (or from another style's base: starts_from), each later stage from the one before
     commands = training["commands"]
     assert all("toolkit train" in c and "--norm" not in c for c in commands)
-    # our relative-scale loss, then for mosaic and candy Johnson et al.'s own (JOHNSON'S LOSS, OPEN SKIES) to the end
+    # our relative-scale loss, then for mosaic, candy and starry-night Johnson et al.'s own (JOHNSON'S LOSS, OPEN SKIES)
     ours = [c for c in commands if "--loss-scale relative" in c]
     assert commands[: len(ours)] == ours and all("--preset johnson --width" in c for c in commands[len(ours) :])
     assert ("--init" in commands[0]) == bool(training["starts_from"])
