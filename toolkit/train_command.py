@@ -66,12 +66,6 @@ def train(
         help="> 0: content counts fully where the photo's 9×9 luma std reaches this, "
         "a tenth in flat areas (left to the style).",
     ),
-    content_structure_mean: str = typer.Option(
-        None,
-        "--content-structure-mean",
-        help="weighted (the content term keeps its size: textured places count more in a picture with much sky) "
-        "or plain (textured places count as with no weighing).",
-    ),
     style_weight: float = typer.Option(None, "--style-weight"),
     loss_scale: str = typer.Option(
         None, "--loss-scale", help="absolute (published recipes) or relative (each term a relative error)."
@@ -186,7 +180,6 @@ def train(
         paste_scale=paste_scale,
         paste_band=paste_band,
         content_structure=content_structure,
-        content_structure_mean=content_structure_mean,
         grain_weight=grain_weight,
         grain_sigma=grain_sigma,
         lr=lr,

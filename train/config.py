@@ -37,7 +37,6 @@ class TrainConfig:
     style_grid_layers: str = ""  # ... at these style layers; empty: at every style layer
     content_weight: float = 1e5
     content_structure: float = 0.0  # > 0: content counts fully where the photo's 9×9 luma std reaches this (losses)
-    content_structure_mean: str = "weighted"  # weighted: the term keeps its scale; plain: textured places count as at 0
     style_weight: float = 1e10
     tv_weight: float = 0.0
     loss_scale: str = "absolute"
@@ -222,7 +221,6 @@ FIXED_ON_RESUME = (
     "style_grid_layers",
     "content_weight",
     "content_structure",
-    "content_structure_mean",
     "style_weight",
     "tv_weight",
     "loss_scale",
@@ -250,7 +248,6 @@ FIXED_ON_RESUME = (
 CHOICES = {
     "crop": ("random", "center"),
     "loss_scale": ("absolute", "relative"),
-    "content_structure_mean": ("weighted", "plain"),
     "device": ("auto", "cpu", "cuda"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
 }

@@ -207,7 +207,6 @@ def build_perceptual_loss(config: TrainConfig, device: torch.device, channels_la
         histogram_layers, config.histogram_weight, config.style_grid,
         list(parse_layers(config.style_grid_layers, "--style-grid-layers")) or None,
         config.lowfreq_weight, config.lowfreq_scale, config.lowfreq_gain, config.content_structure,
-        config.content_structure_mean,
     )  # fmt: skip
     return loss, weights.source
 
@@ -289,7 +288,6 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
         "style_grid_layers": config.style_grid_layers or None,
         "content_weight": config.content_weight,
         "content_structure": config.content_structure or None,
-        "content_structure_mean": config.content_structure_mean if config.content_structure else None,
         "style_weight": config.style_weight,
         "tv_weight": config.tv_weight,
         "loss_scale": config.loss_scale,

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 from train.vgg import VggFeatures
 
 LOSS_SCALES = ("absolute", "relative")
-CONTENT_STRUCTURE_MEANS = ("weighted", "plain")
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -155,11 +154,7 @@ class PerceptualLoss(nn.Module):
     and walls are mostly left to the style. Over a flat sky the photo's VGG features are flat, and the content term
     asks the output's to stay flat too: a generator that keeps much of the photo can then meet the Gram matrices
     there only with a faint hatching (measured on mosaic, docs/recipe.md). 0 (the published recipes): every place
-    counts the same. `content_structure_mean`: "weighted" divides by the mean weight, so the term keeps its size
-    whatever the share of flat areas, and a textured place counts more the more sky the batch has (about 1.5× in
-    the bundled styles' crops with synthetic skies); "plain" divides by the number of places, so a textured place
-    counts as it does with no weighing and a flat one a tenth. Measured on candy (docs/recipe.md): with "weighted"
-    the cameraman's finely textured grass came out a pale wash where the model before had painted it.
+    counts the same.
     """
 
     def __init__(
@@ -181,7 +176,6 @@ class PerceptualLoss(nn.Module):
         lowfreq_scale: int = 32,
         lowfreq_gain: float = 2.0,
         content_structure: float = 0.0,
-        content_structure_mean: str = "weighted",
     ):
         super().__init__()
         if scale not in LOSS_SCALES:
@@ -205,10 +199,6 @@ class PerceptualLoss(nn.Module):
         if content_structure < 0:
             raise ValueError(f"content structure must be 0 or more, not {content_structure}")
         self.content_structure = content_structure
-        if content_structure_mean not in CONTENT_STRUCTURE_MEANS:
-            raise ValueError(f"content structure mean must be one of {', '.join(CONTENT_STRUCTURE_MEANS)}, "
-                             f"not {content_structure_mean!r}")  # fmt: skip
-        self.content_structure_plain = content_structure_mean == "plain"
         if style_grid < 1:
             raise ValueError(f"style grid must be 1 or more, not {style_grid}")
         grid_layers = list(style_layers) if style_grid_layers is None else list(style_grid_layers)
@@ -251,11 +241,9 @@ class PerceptualLoss(nn.Module):
             target = target_features[name].float()
             if places is None:
                 term = F.mse_loss(out_features[name].float(), target)
-            else:  # weighted: the term keeps its scale whatever the share of flat areas; plain: each place its weight
+            else:  # a weighted mean over the places: the term keeps its scale whatever the share of flat areas
                 w = F.adaptive_avg_pool2d(places, target.shape[-2:])
-                term = ((out_features[name].float() - target).pow(2) * w).mean()
-                if not self.content_structure_plain:
-                    term = term / w.mean()
+                term = ((out_features[name].float() - target).pow(2) * w).mean() / w.mean()
             if self.relative:
                 term = term / target.pow(2).mean().clamp_min(1e-12)
             terms[f"content/{name}"] = term.detach()
