@@ -350,9 +350,10 @@ class Stylizer:
         """Within the block the images given to this Stylizer are the frames of one video, in order: instance norm's
         statistics are carried from frame to frame (runtime.temporal; reset at scene cuts), so the picture does
         not flicker as objects move, and the previous stylized frame is blended in along the optical flow where the
-        scene is the same (`blend`: its share; None: runtime.temporal.DEFAULT_BLEND; 0: no blending). Where the
-        backend cannot take statistics from outside, or `on` is False, the frames get their own statistics (a note
-        says which)."""
+        scene is the same (`blend`: its share; None: runtime.temporal.DEFAULT_BLEND; 0: no blending). ONNX Runtime,
+        OpenVINO (our exports) and PyTorch carry the statistics; other backends (TensorRT, Triton) give each frame its
+        own and only blend (a note says so). With `on` False, or where neither can be done, the frames are
+        stylized on their own (a note says why)."""
         from runtime.temporal import DEFAULT_BLEND, DEFAULT_KEEP, TemporalBackend, TemporalUnavailable
 
         original = self.backend
@@ -364,7 +365,7 @@ class Stylizer:
                 share = DEFAULT_BLEND if blend is None else blend
                 self.backend = TemporalBackend(original, DEFAULT_KEEP if keep is None else keep, blend=share)
             except TemporalUnavailable as exc:
-                note = f"frames get their own instance-norm statistics: {exc}"
+                note = f"frames stylized on their own, not steadied: {exc}"
                 if note not in self.notes:
                     self.notes.append(note)
         try:

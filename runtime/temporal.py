@@ -3,9 +3,9 @@ blended in along the optical flow.
 
 Instance norm gives every frame its own per-layer mean and variance; as objects move, those statistics move, and the
 whole frame's colours and texture strength shift with them. Here each frame runs a graph derived from the model
-(runtime.tiling.tile_graph with `temporal=True`) in which every instance norm uses
-the statistics of a mixture, `keep` of the carried ones and `1 − keep` its own (mean blended, variance from the
-blended second moments), and hands those on to the next frame: an exponential moving average
+(runtime.tiling.tile_graph with `temporal=True`; on PyTorch, hooks on the norms with the same rule) in which every
+instance norm uses the statistics of a mixture, `keep` of the carried ones and `1 − keep` its own (mean blended,
+variance from the blended second moments), and hands those on to the next frame: an exponential moving average
 whose time constant is about 1 / (1 − keep) frames. It costs one pass per frame, like the plain model. At the first
 frame, after a scene cut (the frames' thumbnails differ by more than `cut` on average) or a size change, `keep` is 0
 and the frame gets exactly its own statistics, as the plain model gives.
@@ -91,35 +91,32 @@ class FlowBlend:
 
 
 class TemporalBackend(Backend):
-    """Wraps a backend that takes statistics (runtime.tiling's TiledBackend over ONNX Runtime or OpenVINO): frames
-    run one at a time, in order, with statistics carried from the frames before. Frames above the tiled backend's
-    tile threshold run as it runs them (tiles, own statistics), with a note."""
+    """Wraps a backend so that frames run in order, steadied. Statistics are carried from the frames before where the
+    backend can run the model with statistics supplied from outside: runtime.tiling's TiledBackend over ONNX Runtime
+    or OpenVINO (a derived graph), or PyTorch (`run_carried`, hooks on the norms). Any other backend (TensorRT,
+    Triton) runs the frames with their own statistics, batched as given, and only the flow blend steadies them, with
+    a note; it is the larger part of the steadying (docs/video.md). Frames above the tiled backend's tile threshold
+    run as it runs them (tiles, own statistics), with a note. Raises TemporalUnavailable where nothing can be done:
+    statistics not carried and no flow blend."""
 
     def __init__(
         self, tiled, keep: float = DEFAULT_KEEP, cut: float = DEFAULT_CUT, blend: float | None = DEFAULT_BLEND
     ):
         if not 0.0 <= keep < 1.0:
             raise ValueError(f"keep must be in [0, 1), not {keep}")
-        inner = getattr(tiled, "inner", None)
-        if inner is None or not hasattr(inner, "session_like"):
-            raise TemporalUnavailable(f"{tiled.name} cannot run a model with statistics supplied from outside")
-        try:
-            import onnx
-
-            from runtime.tiling import TilingUnavailable, stats_layout, tile_graph
-        except ImportError:
-            raise TemporalUnavailable("carrying statistics needs the onnx package (pip install onnx)") from None
-        try:
-            data = Path(inner.path).read_bytes()
-            graph = tile_graph(data, temporal=True)
-            self.width = 2 * sum(stats_layout(onnx.load_from_string(data)))
-            self.session = inner.session_like(graph)
-        except TilingUnavailable as exc:
-            raise TemporalUnavailable(str(exc)) from None
-        except Exception as exc:  # the backend's library refusing the derived graph, an unreadable file
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise TemporalUnavailable(f"the derived graph did not load ({first})") from None
         self.tiled, self.keep, self.cut = tiled, keep, cut
+        self.session = None
+        self.carry_note: str | None = None
+        uncarried = ""  # why the statistics cannot be carried
+        try:
+            self._step = self._carrier(tiled)
+        except TemporalUnavailable as exc:
+            uncarried = str(exc)
+            c = tiled.contract
+            if (c.layout, c.dtype) != ("NHWC", "uint8"):  # the blend works on pictures: uint8 N×H×W×3 out
+                raise TemporalUnavailable(f"{exc}; nor blend frames along the flow (float N×3×H×W out)") from None
+            self._step = None
+            self.carry_note = f"frames get their own instance-norm statistics, only blended along the flow: {exc}"
         self.blend: FlowBlend | None = None
         self.blend_note: str | None = None
         self.big_note: str | None = None
@@ -127,44 +124,86 @@ class TemporalBackend(Backend):
             try:
                 self.blend = FlowBlend(blend)
             except TemporalUnavailable as exc:
+                if self._step is None:
+                    raise TemporalUnavailable(f"{uncarried}; and {exc}") from None
                 self.blend_note = f"statistics carried across frames, no blending along the flow: {exc}"
+        elif self._step is None:
+            raise TemporalUnavailable(uncarried)
         self.name, self.contract, self.device = tiled.name, tiled.contract, tiled.device
-        self.input_name, self.stats_name = self.session.get_inputs()[0].name, "tile_stats"
         self.reset()
+
+    def _carrier(self, tiled):
+        """step(frame batch of 1, carried state or None, keep) → (output batch, state to carry), for `tiled`."""
+        if hasattr(tiled, "run_carried"):  # PyTorch: the norms' hooks blend the statistics (train.norm)
+            return tiled.run_carried
+        inner = getattr(tiled, "inner", None)
+        if inner is None or not hasattr(inner, "session_like"):
+            raise TemporalUnavailable(f"{tiled.name} cannot run a model with statistics supplied from outside")
+        try:
+            import onnx
+
+            from runtime.tiling import KEEP, TilingUnavailable, stats_layout, tile_graph
+        except ImportError:
+            raise TemporalUnavailable("carrying statistics needs the onnx package (pip install onnx)") from None
+        try:
+            data = Path(inner.path).read_bytes()
+            graph = tile_graph(data, temporal=True)
+            width = 2 * sum(stats_layout(onnx.load_from_string(data)))
+            self.session = session = inner.session_like(graph)
+        except TilingUnavailable as exc:
+            raise TemporalUnavailable(str(exc)) from None
+        except Exception as exc:  # the backend's library refusing the derived graph, an unreadable file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise TemporalUnavailable(f"the derived graph did not load ({first})") from None
+        input_name = session.get_inputs()[0].name
+
+        def step(frames: np.ndarray, state: np.ndarray | None, keep: float):
+            state = np.zeros((1, width), np.float32) if state is None else state
+            feeds = {input_name: frames, "tile_stats": state, KEEP: np.full((1, 1), keep, np.float32)}
+            out, state = session.run(None, feeds)
+            return out, state
+
+        return step
 
     @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (*self.tiled.notes, *(n for n in (self.blend_note, self.big_note) if n))
+        return (*self.tiled.notes, *(n for n in (self.carry_note, self.blend_note, self.big_note) if n))
 
     def reset(self) -> None:
         """Forget the carried statistics: the next frame starts a scene."""
-        self.state: np.ndarray | None = None
+        self.state = None
         self.previous: np.ndarray | None = None
         self.shape: tuple | None = None
         self.cuts = 0
         if self.blend is not None:
             self.blend.reset()
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        from runtime.tiling import KEEP
+    def _new_scene(self, frame: np.ndarray) -> bool:
+        """Whether `frame` starts a scene (the first frame, a size change, a cut), noted for the next one."""
+        small = thumbnail(frame)
+        new_scene = self.previous is None or self.shape != frame.shape
+        if not new_scene and float(np.abs(small - self.previous).mean()) > self.cut:
+            new_scene = True
+            self.cuts += 1
+        self.previous, self.shape = small, frame.shape
+        return new_scene
 
-        if batch.shape[1] * batch.shape[2] > self.tiled.tile_above:
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[1] * batch.shape[2] > getattr(self.tiled, "tile_above", float("inf")):
             self.reset()
             self.big_note = (f"frames above {self.tiled.tile_above / 1e6:g} Mpx run in tiles, each with its own "
                              "statistics and without the flow blend (not steadied)")  # fmt: skip
             return self.tiled.run(batch)
+        plain = self.tiled.run(batch) if self._step is None else None  # own statistics: the batch in one go
         outputs = []
-        for frame in batch:
-            small = thumbnail(frame)
-            new_scene = self.state is None or self.shape != frame.shape
-            if not new_scene and float(np.abs(small - self.previous).mean()) > self.cut:
-                new_scene = True
-                self.cuts += 1
-            keep = 0.0 if new_scene else self.keep
-            state = np.zeros((1, self.width), np.float32) if self.state is None or new_scene else self.state
-            feeds = {self.input_name: frame[None], self.stats_name: state, KEEP: np.full((1, 1), keep, np.float32)}
-            out, self.state = self.session.run(None, feeds)
-            self.previous, self.shape = small, frame.shape
+        for i, frame in enumerate(batch):
+            new_scene = self._new_scene(frame)
+            if plain is not None:
+                out = plain[i : i + 1]
+            else:
+                assert self._step is not None
+                carried = None if new_scene else self.state
+                out, self.state = self._step(frame[None], carried, 0.0 if new_scene else self.keep)
             if self.blend is not None:
                 if new_scene:
                     self.blend.reset()

@@ -9,20 +9,53 @@ import onnxruntime as ort
 import pytest
 
 from runtime import Stylizer
-from runtime.temporal import TemporalBackend
+from runtime.backends.base import Backend
+from runtime.contract import Contract
+from runtime.temporal import TemporalBackend, TemporalUnavailable
 from runtime.tiling import KEEP, NEXT_STATS, STATS, stats_layout, tile_graph
 from tests.helpers import photo_like
 from tests.test_export import trained_model
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
+def weights_and_model(tmp_path_factory):
+    """The same generator as model.safetensors (PyTorch) and as our ONNX export."""
     from export.pipeline import export_model
 
     root = tmp_path_factory.mktemp("temporal")
     path, _ = trained_model(root / "run", "johnson", "instance")
     export_model(path, root / "out", check=False, engine=False)
-    return root / "out" / "run.onnx"
+    return path, root / "out" / "run.onnx"
+
+
+@pytest.fixture(scope="module")
+def model(weights_and_model):
+    return weights_and_model[1]
+
+
+class StatisticsBlind(Backend):
+    """Runs our export as TensorRT or Triton would here: the plain graph only, no statistics from outside."""
+
+    name = "blind"
+
+    def __init__(self, path, contract=None):
+        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        self.contract = contract or Contract(self.session.get_inputs()[0].name, self.session.get_outputs()[0].name)
+
+    def run(self, batch):
+        return self.session.run(None, {self.contract.input_name: batch})[0]
+
+
+def jitter(outputs, where):
+    """Mean change from frame to frame over the pixels `where`."""
+    return np.mean([np.abs(b.astype(float) - a)[where].mean() for a, b in itertools.pairwise(outputs)])
+
+
+def grainy_still(frames: int) -> list[np.ndarray]:
+    """A still photo-like picture with fresh sensor-like noise in every frame, which the generator amplifies."""
+    rng = np.random.default_rng(5)
+    base = photo_like((96, 128), seed=6).astype(float)
+    return [np.clip(base + rng.normal(0, 3, base.shape), 0, 255).astype(np.uint8) for _ in range(frames)]
 
 
 def moving_square(frames: int, h: int = 160, w: int = 240) -> list[np.ndarray]:
@@ -74,6 +107,40 @@ def test_carried_statistics_steady_the_still_background_while_a_bright_object_mo
     # computed from its parts here, fused in the plain graph)
     assert np.abs(steady[0].astype(int) - plain[0]).max() <= 1
     assert jitter(steady) < 0.5 * jitter(plain)
+
+
+def test_pytorch_carries_statistics_as_the_onnx_graph_does(weights_and_model):
+    pytest.importorskip("torch")
+    weights, model = weights_and_model
+    video = moving_square(6)
+    outputs = {}
+    for path, backend in ((weights, "torch"), (model, "onnxruntime")):
+        with Stylizer.load(path, backend=backend, device="cpu", precision="fp32") as stylizer:
+            with stylizer.temporal(keep=0.9, blend=0):
+                assert isinstance(stylizer.backend, TemporalBackend) and not stylizer.backend.notes
+                outputs[backend] = [stylizer.stylize_arrays([f])[0].astype(int) for f in video]
+            plain = [stylizer.stylize_arrays([f])[0].astype(int) for f in video]
+        assert np.abs(outputs[backend][-1] - plain[-1]).mean() > 1  # the carried statistics changed the frame
+    for ours, theirs in zip(outputs["torch"], outputs["onnxruntime"], strict=True):
+        assert np.abs(ours - theirs).max() <= 1
+
+
+def test_a_backend_that_takes_no_statistics_still_gets_the_flow_blend(model):
+    pytest.importorskip("cv2")
+    video = grainy_still(6)
+    everywhere = np.ones(video[0].shape[:2], bool)
+    blind = StatisticsBlind(model)
+    plain = [blind.run(f[None])[0] for f in video]
+    steadied = TemporalBackend(blind, keep=0.9, blend=0.8)
+    assert any("only blended along the flow" in note for note in steadied.notes)
+    out = steadied.run(np.stack(video))  # the model runs the whole batch at once, the blend frame by frame
+    assert np.array_equal(out[0], plain[0])  # the first frame as the model gives it
+    assert jitter(list(out), everywhere) < 0.5 * jitter(plain, everywhere)
+    with pytest.raises(TemporalUnavailable, match="cannot run a model with statistics"):
+        TemporalBackend(blind, keep=0.9, blend=0)  # nothing left to steady with
+    nchw = Contract("image", "stylized", layout="NCHW", dtype="float32")
+    with pytest.raises(TemporalUnavailable, match="nor blend"):
+        TemporalBackend(StatisticsBlind(model, nchw), keep=0.9, blend=0.8)
 
 
 def test_a_scene_cut_resets_the_statistics(model):

@@ -81,3 +81,43 @@ def weighted_statistics(generator: nn.Module, weights: Tensor) -> Iterator[None]
     finally:
         for hook in hooks:
             hook.remove()
+
+
+@contextlib.contextmanager
+def carried_statistics(
+    generator: nn.Module, carried: list[tuple[Tensor, Tensor]] | None, keep: float
+) -> Iterator[list[tuple[Tensor, Tensor]]]:
+    """Within the block, every instance norm of `generator` normalizes by the statistics of a mixture, `keep` of the
+    `carried` ones (each norm's N×C mean and variance, in the order the norms run) and 1 − `keep` its input's own:
+    mean keep·m + (1 − keep)·m_own, variance keep·(v + m²) + (1 − keep)·(v_own + m_own²) − mean², so a shift of the
+    mean counts as spread. The statistics used are appended to the yielded list, to carry to the next frame. `carried`
+    None: every norm its own statistics (the plain model). The same rule as the temporal graph of runtime.tiling."""
+    used: list[tuple[Tensor, Tensor]] = []
+    if carried is not None and not 0.0 <= keep <= 1.0:
+        raise ValueError(f"keep must be in [0, 1], not {keep}")
+
+    def normalize(module: nn.Module, inputs: tuple[Tensor, ...], _output: Tensor) -> Tensor:
+        assert isinstance(module, nn.InstanceNorm2d)
+        x = inputs[0].float()
+        mean = x.mean((2, 3))
+        var = x.var((2, 3), unbiased=False)
+        if carried is not None:
+            if len(used) >= len(carried) or carried[len(used)][0].shape != mean.shape:
+                raise ValueError("the carried statistics are not this model's (another model or frame batch)")
+            m, v = carried[len(used)]
+            second = keep * (v + m.square()) + (1 - keep) * (var + mean.square())
+            mean = keep * m + (1 - keep) * mean
+            var = (second - mean.square()).clamp_min(0.0)
+        used.append((mean, var))
+        y = (x - mean[..., None, None]) / torch.sqrt(var[..., None, None] + module.eps)
+        if module.affine:
+            y = y * module.weight.float()[:, None, None] + module.bias.float()[:, None, None]
+        return y.to(inputs[0].dtype)
+
+    norms = [m for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
+    hooks = [norm.register_forward_hook(normalize) for norm in norms]
+    try:
+        yield used
+    finally:
+        for hook in hooks:
+            hook.remove()

@@ -125,6 +125,20 @@ class TorchBackend(Backend):
         with torch.inference_mode(), weighted_statistics(self._module, w):
             return self._forward(torch.from_numpy(batch).to(self.device), self._module).cpu().numpy()
 
+    def run_carried(self, batch: np.ndarray, carried: list | None, keep: float) -> tuple[np.ndarray, list]:
+        """Run `batch` with each instance norm's statistics a mixture of `keep` of `carried` (as returned by the call
+        before; None: its own) and 1 − `keep` its own, and return the statistics used, to carry to the next frame of
+        a video (runtime.temporal; the rule of train.norm.carried_statistics, as in the ONNX temporal graph)."""
+        from train.norm import carried_statistics
+
+        torch = self._torch
+        if self.model is None:
+            raise RuntimeError("the backend is closed")
+        # the plain module, not torch.compile's wrapper or a CUDA graph: the hooks change what each norm computes
+        with torch.inference_mode(), carried_statistics(self._module, carried, keep) as used:
+            out = self._forward(torch.from_numpy(batch).to(self.device), self._module).cpu().numpy()
+        return out, used
+
     def close(self) -> None:
         self._graphs.clear()
         self.model = None
