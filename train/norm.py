@@ -55,6 +55,27 @@ def half_with_fp32_instance_norm(generator: M, dtype: torch.dtype = torch.float1
     return model.eval()
 
 
+def _normalized(module: nn.Module, x: Tensor, mean: Tensor, var: Tensor, dtype: torch.dtype) -> Tensor:
+    """`x` (float32) normalized by the given N×C×1×1 `mean` and `var` and `module`'s affine parameters, as `dtype`."""
+    assert isinstance(module, nn.InstanceNorm2d)
+    y = (x - mean) / torch.sqrt(var + module.eps)
+    if module.affine:
+        y = y * module.weight.float()[:, None, None] + module.bias.float()[:, None, None]
+    return y.to(dtype)
+
+
+@contextlib.contextmanager
+def _on_every_norm(generator: nn.Module, hook) -> Iterator[None]:
+    """`hook` as a forward hook on every instance norm of `generator` within the block: its result replaces the
+    norm's output."""
+    hooks = [m.register_forward_hook(hook) for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
+    try:
+        yield
+    finally:
+        for handle in hooks:
+            handle.remove()
+
+
 @contextlib.contextmanager
 def weighted_statistics(generator: nn.Module, weights: Tensor) -> Iterator[None]:
     """Within the block, every instance norm of `generator` normalizes its input by the mean and variance of the
@@ -69,18 +90,10 @@ def weighted_statistics(generator: nn.Module, weights: Tensor) -> Iterator[None]
         total = w.sum((2, 3), keepdim=True).clamp_min(1e-6)
         mean = (x * w).sum((2, 3), keepdim=True) / total
         var = ((x - mean).square() * w).sum((2, 3), keepdim=True) / total
-        y = (x - mean) / torch.sqrt(var + module.eps)
-        if module.affine:
-            y = y * module.weight.float()[:, None, None] + module.bias.float()[:, None, None]
-        return y.to(inputs[0].dtype)
+        return _normalized(module, x, mean, var, inputs[0].dtype)
 
-    norms = [m for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
-    hooks = [norm.register_forward_hook(normalize) for norm in norms]
-    try:
+    with _on_every_norm(generator, normalize):
         yield
-    finally:
-        for hook in hooks:
-            hook.remove()
 
 
 @contextlib.contextmanager
@@ -109,15 +122,7 @@ def carried_statistics(
             mean = keep * m + (1 - keep) * mean
             var = (second - mean.square()).clamp_min(0.0)
         used.append((mean, var))
-        y = (x - mean[..., None, None]) / torch.sqrt(var[..., None, None] + module.eps)
-        if module.affine:
-            y = y * module.weight.float()[:, None, None] + module.bias.float()[:, None, None]
-        return y.to(inputs[0].dtype)
+        return _normalized(module, x, mean[..., None, None], var[..., None, None], inputs[0].dtype)
 
-    norms = [m for m in generator.modules() if isinstance(m, nn.InstanceNorm2d)]
-    hooks = [norm.register_forward_hook(normalize) for norm in norms]
-    try:
+    with _on_every_norm(generator, normalize):
         yield used
-    finally:
-        for hook in hooks:
-            hook.remove()
