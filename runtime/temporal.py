@@ -142,28 +142,32 @@ class TemporalBackend(Backend):
         try:
             import onnx
 
-            from runtime.tiling import KEEP, TilingUnavailable, stats_layout, tile_graph
+            from runtime.tiling import TilingUnavailable, stats_layout, tile_graph
         except ImportError:
             raise TemporalUnavailable("carrying statistics needs the onnx package (pip install onnx)") from None
         try:
             data = Path(inner.path).read_bytes()
             graph = tile_graph(data, temporal=True)
-            width = 2 * sum(stats_layout(onnx.load_from_string(data)))
-            self.session = session = inner.session_like(graph)
+            self.width = 2 * sum(stats_layout(onnx.load_from_string(data)))
+            session = inner.session_like(graph)
         except TilingUnavailable as exc:
             raise TemporalUnavailable(str(exc)) from None
         except Exception as exc:  # the backend's library refusing the derived graph, an unreadable file
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise TemporalUnavailable(f"the derived graph did not load ({first})") from None
-        input_name = session.get_inputs()[0].name
+        self.session, self.input_name = session, session.get_inputs()[0].name
+        return self._run_graph
 
-        def step(frames: np.ndarray, state: np.ndarray | None, keep: float):
-            state = np.zeros((1, width), np.float32) if state is None else state
-            feeds = {input_name: frames, "tile_stats": state, KEEP: np.full((1, 1), keep, np.float32)}
-            out, state = session.run(None, feeds)
-            return out, state
+    def _run_graph(self, frames: np.ndarray, state: np.ndarray | None, keep: float):
+        """One frame through the derived graph: its output and the statistics to carry (`state` None: its own)."""
+        from runtime.tiling import KEEP, STATS
 
-        return step
+        if self.session is None:
+            raise RuntimeError("the backend is closed")
+        state = np.zeros((1, self.width), np.float32) if state is None else state
+        feeds = {self.input_name: frames, STATS: state, KEEP: np.full((1, 1), keep, np.float32)}
+        out, state = self.session.run(None, feeds)
+        return out, state
 
     @property
     def notes(self) -> tuple[str, ...]:  # type: ignore[override]
