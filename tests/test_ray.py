@@ -12,7 +12,10 @@ from toolkit.cli import app
 
 ray = pytest.importorskip("ray")
 runner = CliRunner()
-pytestmark = pytest.mark.timeout(300)  # a Ray scheduling mistake waits forever instead of failing
+pytestmark = [
+    pytest.mark.timeout(300),  # a Ray scheduling mistake waits forever instead of failing
+    pytest.mark.own_interpreter,  # Ray leaves threads and its crash handler in the process: conftest.py
+]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from toolkit.cli import app
 
 ray = pytest.importorskip("ray")
 onnxruntime = pytest.importorskip("onnxruntime")
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.own_interpreter]  # Ray: see test_ray.py
 runner = CliRunner()
 
 
