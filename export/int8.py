@@ -7,6 +7,10 @@ The file is a QDQ ONNX graph written by ONNX Runtime's static quantization:
   so every InstanceNormalization takes fp32 input and measures its mean and variance in fp32;
 - int8 with zero point 0 everywhere (symmetric), which is what TensorRT's explicit quantization accepts, so the same
   file builds an INT8 engine;
+- weights on 7 bits (−64…64, `WEIGHT_LIMIT`): a CPU without VNNI (AVX2 only) multiplies uint8 activations by int8
+  weights with vpmaddubsw, which adds each pair of products in int16 and saturates above 32767 (2·255·127 = 64770);
+  with 7-bit weights a pair stays under it (2·255·64 = 32640). Measured on a Zen 3 EPYC (AVX2, no VNNI): OpenVINO's
+  int8 rain-princess with 8-bit weights was 24.4 dB from fp32, with 7-bit ones 40.5 dB (docs/int8.md);
 - convolutions are kept in fp32 from the input end while the int8 model is further than `INT8_MIN_PSNR` from the
   fp32 one. Why from the input end: instance norm rescales each early layer's output to unit variance, so on a dark or
   low-contrast photo it amplifies the rounding noise of the first layers most (measured on the bundled mosaic, one
@@ -36,6 +40,7 @@ CALIBRATION_SIDE = 320  # calibration photos are centre squares of this side (th
 CALIBRATION_MAX = 24  # ONNX Runtime keeps every calibration image's activations in memory: ~56 MB each (half width)
 PERCENTILE = 99.999
 CHECK_PHOTOS = 4  # calibration photos also run at another size in the PSNR check
+WEIGHT_LIMIT = 64  # |int8 weight| ≤ 64: ONNX Runtime's reduce_range for symmetric int8 (see the module's notes)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 
@@ -133,6 +138,7 @@ def quantize(fp32: onnx.ModelProto, calibration: list[np.ndarray], io: str, keep
         quantize_static(
             str(source), str(target), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
+            reduce_range=True,  # 7-bit weights: no int16 saturation on CPUs without VNNI (WEIGHT_LIMIT)
             nodes_to_exclude=keep_fp32, calibrate_method=CalibrationMethod.Percentile,
             extra_options={
                 "ActivationSymmetric": True, "WeightSymmetric": True,  # TensorRT: int8, zero point 0
@@ -244,6 +250,18 @@ def check_tensorrt_qdq(model: onnx.ModelProto) -> Check:
     count = sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
     detail = "; ".join(problems[:2]) if problems else f"{count} Q/DQ nodes: int8, zero point 0, weights per channel"
     return Check("TensorRT explicit-quantization rules", not problems, detail)
+
+
+def check_weights_fit_cpus_without_vnni(model: onnx.ModelProto) -> Check:
+    """Every int8 weight is within ±WEIGHT_LIMIT, so no pair of products saturates int16 on an AVX2-only CPU."""
+    from onnx import numpy_helper
+
+    constants = {t.name: t for t in model.graph.initializer}
+    weights = [numpy_helper.to_array(constants[n.input[0]]) for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in constants]  # fmt: skip
+    largest = max((int(np.abs(w.astype(np.int32)).max()) for w in weights if w.dtype == np.int8 and w.size), default=0)
+    detail = f"largest |weight| {largest} (limit {WEIGHT_LIMIT}: CPUs without VNNI add pairs of products in int16)"
+    return Check("int8 weights on 7 bits", largest <= WEIGHT_LIMIT, detail)
 
 
 def check_convolutions_quantized(model: onnx.ModelProto) -> Check:

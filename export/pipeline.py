@@ -30,6 +30,7 @@ from export.int8 import (
     check_convolutions_quantized,
     check_int8_psnr,
     check_tensorrt_qdq,
+    check_weights_fit_cpus_without_vnni,
     int8_model,
 )
 from export.onnx_export import INPUT_NAME, add_metadata, build_onnx, onnx_metadata, save_onnx
@@ -174,6 +175,7 @@ def _int8(fp32: onnx.ModelProto, generator, norm: str, photos: list, io: str):
     model = quantized.model
     checks = [check_graph(model), check_finite_weights(model), *check_norm_nodes(model, generator, norm),
               check_fp32_instance_norm(model), check_convolutions_quantized(model), check_tensorrt_qdq(model),
+              check_weights_fit_cpus_without_vnni(model),
               check_int8_psnr(quantized)]  # fmt: skip
     for item in checks:
         item.name = f"int8: {item.name}"

@@ -23,7 +23,7 @@ from runtime.backends.table import BACKENDS, candidates
 from runtime.contract import Contract
 from runtime.errors import ModelError
 from runtime.postprocess import blend, preserve_colors
-from runtime.precision import choose_file, gpu_runs_onnx, precision_of, prefer_int8
+from runtime.precision import choose_file, cpu_has_int8_dot, gpu_runs_onnx, precision_of, prefer_int8
 
 
 def resolve_model(model: str | Path | None) -> Path:
@@ -70,8 +70,9 @@ def open_backend(
         try:
             opened = kind.open(file, device)
             if file != path and file == int8:
+                why = "has int8 dot products" if cpu_has_int8_dot() else "has AVX2 and the file 7-bit weights"
                 notes.append(f"running {int8.name} (int8 convolutions, fp32 instance norms) on OpenVINO: this CPU "
-                             "has int8 dot products; --precision fp32 runs the fp32 file")  # fmt: skip
+                             f"{why}; --precision fp32 runs the fp32 file")  # fmt: skip
             return opened, notes
         except BackendUnavailable as exc:
             if backend != "auto":

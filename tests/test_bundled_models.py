@@ -76,7 +76,7 @@ def test_each_style_ships_an_int8_file_that_its_record_describes_and_that_runs_c
     import onnx
 
     from export.checks import check_fp32_instance_norm, psnr
-    from export.int8 import check_tensorrt_qdq
+    from export.int8 import check_tensorrt_qdq, check_weights_fit_cpus_without_vnni
 
     int8_path = style.path.with_name(f"{style.name}.int8.onnx")
     model = onnx.load(str(int8_path))
@@ -86,6 +86,7 @@ def test_each_style_ships_an_int8_file_that_its_record_describes_and_that_runs_c
         k: v for k, v in record.items() if k != "file"
     }
     assert check_tensorrt_qdq(model).ok and check_fp32_instance_norm(model).ok
+    assert check_weights_fit_cpus_without_vnni(model).ok  # 7-bit weights: right on CPUs without VNNI too
     photo = photo_like((96, 128), 7)
     with Stylizer.load(style.name, backend="onnxruntime", precision="fp32") as fp32:
         expected = fp32(photo)

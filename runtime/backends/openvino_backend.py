@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
-from runtime.precision import cpu_has_int8_dot, precision_of
+from runtime.precision import AVX2_WEIGHT_LIMIT, cpu_has_avx2, cpu_has_int8_dot, largest_int8_constant, precision_of
 from runtime.weights import refuse_nonfinite
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
@@ -64,6 +64,21 @@ class CompiledPerShape:
 
     def clear(self) -> None:
         self._requests.clear()
+
+
+def _int8_notes(path: Path, model) -> list[str]:
+    """What a CPU without int8 dot products (VNNI, AMX) means for an int8 file: with AVX2 and 7-bit weights nothing
+    (1.8–1.9× the fp32 file on a Zen 3 EPYC, within 0.6 dB of a VNNI CPU: docs/int8.md); with 8-bit weights AVX2's
+    int16 pair sums overflow (the bundled rain-princess's old file: 24.4 dB from fp32); without AVX2 int8 is slow."""
+    largest = largest_int8_constant(model)
+    if largest is not None and largest > AVX2_WEIGHT_LIMIT:
+        return [f"{path.name}: its int8 weights use 8 bits, which this CPU (no VNNI or AMX) adds in int16 and can "
+                "overflow, losing accuracy; export it again (toolkit export --int8 writes 7-bit weights) or run "
+                "--precision fp32"]  # fmt: skip
+    if not cpu_has_avx2():
+        return [f"{path.name}: this CPU has no int8 dot-product instructions (VNNI, AMX) nor AVX2, where int8 may be "
+                "slower than fp32; --precision fp32 runs the fp32 file"]  # fmt: skip
+    return []
 
 
 class OpenVinoSession:
@@ -130,12 +145,7 @@ class OpenVinoBackend(Backend):
             self.guess_channel_order(path)
         self._input = self.model.inputs[0].get_any_name()  # read once: run() keys the compiled requests by it
         if precision_of(path) == "int8" and not cpu_has_int8_dot():
-            # measured on a CPU with AVX2 only: 17 dB against the fp32 file on the tests' model (large activations),
-            # where ONNX Runtime runs the same int8 file at 35 dB; the bundled styles came out within 1 dB of a VNNI
-            # CPU (docs/int8.md). auto never picks int8 on such a CPU; asked for by name, it says so.
-            note = (f"{path.name}: this CPU has no int8 dot-product instructions (VNNI, AMX), where OpenVINO's int8 "
-                    "convolutions can saturate and lose accuracy; --precision fp32 runs the fp32 file")  # fmt: skip
-            self.notes = (*self.notes, note)
+            self.notes = (*self.notes, *_int8_notes(path, self.model))
         self._compiled = CompiledPerShape(self.core, self.model, self.config, shapes_kept)
 
     def session_like(self, model_bytes: bytes) -> OpenVinoSession:
