@@ -7,10 +7,11 @@ The file is a QDQ ONNX graph written by ONNX Runtime's static quantization:
   so every InstanceNormalization takes fp32 input and measures its mean and variance in fp32;
 - int8 with zero point 0 everywhere (symmetric), which is what TensorRT's explicit quantization accepts, so the same
   file builds an INT8 engine;
-- weights on 7 bits (−64…64, `WEIGHT_LIMIT`): a CPU without VNNI (AVX2 only) multiplies uint8 activations by int8
-  weights with vpmaddubsw, which adds each pair of products in int16 and saturates above 32767 (2·255·127 = 64770);
-  with 7-bit weights a pair stays under it (2·255·64 = 32640). Measured on a Zen 3 EPYC (AVX2, no VNNI): OpenVINO's
-  int8 rain-princess with 8-bit weights was 24.4 dB from fp32, with 7-bit ones 40.5 dB (docs/int8.md);
+- weights within ±64 (ONNX Runtime's `reduce_range`, "7-bit" below; `WEIGHT_LIMIT`): a CPU without VNNI (AVX2
+  only) multiplies uint8 activations by int8 weights with vpmaddubsw, which adds each pair of products in int16 and
+  saturates above 32767 (2·255·127 = 64770); with 7-bit weights a pair stays under it (2·255·64 = 32640). Measured
+  on a Zen 3 EPYC (AVX2, no VNNI): OpenVINO's int8 rain-princess with 8-bit weights was 24.4 dB from fp32, with
+  7-bit ones 40.5 dB (docs/int8.md);
 - convolutions are kept in fp32 from the input end while the int8 model is further than `INT8_MIN_PSNR` from the
   fp32 one. Why from the input end: instance norm rescales each early layer's output to unit variance, so on a dark or
   low-contrast photo it amplifies the rounding noise of the first layers most (measured on the bundled mosaic, one
@@ -34,13 +35,14 @@ import onnx
 from export.checks import PARITY_SIZES, Check, natural_images, psnr, session, to_io
 from export.onnx_export import INPUT_NAME
 from runtime.errors import UserError
+from runtime.precision import AVX2_WEIGHT_LIMIT
 
 INT8_MIN_PSNR = 32.0  # dB against the fp32 model, worst image; see docs/int8.md for what it looks like
 CALIBRATION_SIDE = 320  # calibration photos are centre squares of this side (the percentile pass needs one shape)
 CALIBRATION_MAX = 24  # ONNX Runtime keeps every calibration image's activations in memory: ~56 MB each (half width)
 PERCENTILE = 99.999
 CHECK_PHOTOS = 4  # calibration photos also run at another size in the PSNR check
-WEIGHT_LIMIT = 64  # |int8 weight| ≤ 64: ONNX Runtime's reduce_range for symmetric int8 (see the module's notes)
+WEIGHT_LIMIT = AVX2_WEIGHT_LIMIT  # |int8 weight| ≤ 64: ONNX Runtime's reduce_range for symmetric int8 (module notes)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm")
 
 

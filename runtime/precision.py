@@ -20,7 +20,7 @@ from runtime.errors import ModelError
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 VARIANTS = ("fp16", "int8")  # NAME.<variant>.onnx / .engine
 INT8_DOT_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"}  # x86 VNNI/AMX, Arm dot product
-AVX2_WEIGHT_LIMIT = 64  # |int8 weight| ≤ 64: a pair of uint8×int8 products fits int16 (2·255·64 = 32640)
+AVX2_WEIGHT_LIMIT = 64  # |int8 weight| ≤ 64 (ONNX Runtime's reduce_range): a pair of uint8×int8 products fits int16
 
 
 @functools.lru_cache(maxsize=1)
@@ -42,25 +42,71 @@ def cpu_has_avx2() -> bool:
     return "avx2" in cpu_flags()
 
 
-def largest_int8_constant(model) -> int | None:
-    """The largest |value| among an OpenVINO model's int8 constants (its int8 weights and their zero points); None
-    when it has none."""
-    import numpy as np
-    import openvino as ov
+CONVOLUTIONS = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData"}
+WEIGHT_PATH = {"Multiply", "Subtract", "Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze"}
+EIGHT_BITS = 127  # what a weight quantized any other way counts as: OpenVINO quantizes it on 8 bits
 
-    values = [op.get_data() for op in model.get_ordered_ops()
-              if op.get_type_name() == "Constant" and op.get_element_type() == ov.Type.i8]  # fmt: skip
-    return max((int(np.abs(v.astype(np.int32)).max()) for v in values if v.size), default=None)
+
+def int8_weight_magnitude(model) -> int | None:
+    """The largest |weight − zero point| over the int8 weights of an OpenVINO model's convolutions, as OpenVINO reads
+    a QDQ file: Constant int8 → Convert → [Subtract zero point] → Multiply scale → convolution. A weight quantized
+    any other way (a float weight through FakeQuantize, uint8, a zero point that is not a constant) counts as
+    EIGHT_BITS; activations' zero points are not weights and are not counted. None when no convolution has
+    quantized weights."""
+    import numpy as np
+
+    largest = None
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in CONVOLUTIONS:
+            continue
+        node, zero_point, converted = op.input_value(1).get_node(), np.int32(0), False
+        while node.get_type_name() in WEIGHT_PATH:
+            if node.get_type_name() == "Convert":
+                converted = True
+            if node.get_type_name() == "Subtract":
+                zero_point = _constant_below(node.input_value(1).get_node())
+                if zero_point is None:
+                    break
+            node = node.input_value(0).get_node()
+        kind = node.get_type_name()
+        if kind == "Constant" and not converted:
+            continue  # a float weight: this convolution runs in float
+        if kind == "Constant" and node.get_element_type().get_type_name() == "i8" and zero_point is not None:
+            try:
+                value = int(np.abs(node.get_data().astype(np.int32) - zero_point).max(initial=0))
+            except ValueError:  # shapes that do not broadcast as numpy's: cannot tell
+                value = EIGHT_BITS
+        elif kind == "Constant" or kind == "FakeQuantize" or converted:
+            value = EIGHT_BITS
+        else:
+            continue  # computed some other way, not quantized as far as can be told
+        largest = value if largest is None else max(largest, value)
+    return largest
+
+
+def _constant_below(top):
+    """The integer values of a Constant under Converts and reshapes, in `top`'s output shape; None if there is none."""
+    node = top
+    while node.get_type_name() in ("Convert", "Reshape", "Unsqueeze", "Squeeze"):
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Constant" or not top.get_output_partial_shape(0).is_static:
+        return None
+    try:
+        return node.get_data().astype("int32").reshape(tuple(top.get_output_shape(0)))
+    except ValueError:
+        return None
 
 
 def int8_fits_avx2(path: Path) -> bool:
-    """Whether the int8 file's weights are on 7 bits, so that AVX2 without VNNI runs it without overflow."""
+    """Whether the int8 file's convolution weights lie within ±AVX2_WEIGHT_LIMIT, so that a CPU with AVX2 and no VNNI
+    runs it without overflow; False when it cannot be read here (then the fp32 file runs)."""
     try:
         import openvino as ov
 
-        largest = largest_int8_constant(ov.Core().read_model(str(path)))
-    except Exception:  # unreadable here: the fp32 file runs, and the backend says why when int8 is asked for
+        model = ov.Core().read_model(str(path))
+    except (ImportError, RuntimeError, OSError):
         return False
+    largest = int8_weight_magnitude(model)
     return largest is not None and largest <= AVX2_WEIGHT_LIMIT
 
 
@@ -121,8 +167,8 @@ def prefer_int8(path: Path, device: str | None) -> Path | None:
     int8 = variant(path.with_suffix(".onnx"), "int8")
     if not int8.exists() or not openvino_installed():
         return None
-    if not cpu_has_int8_dot() and not (cpu_has_avx2() and int8_fits_avx2(int8)):
-        return None
     if device is None and gpu_runs_onnx():
+        return None
+    if not cpu_has_int8_dot() and not (cpu_has_avx2() and int8_fits_avx2(int8)):
         return None
     return int8

@@ -162,8 +162,8 @@ class Stylizer:
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
         runs every image whole (as texture nets with noise channels always do). Cut-outs (alpha) are normalized by
         their opaque pixels on ONNX Runtime and OpenVINO with our exports and on torch; other backends see them on
-        mid-grey. `precision`: auto (the file given, or NAME.int8.onnx beside it on a CPU with int8 dot products and
-        OpenVINO installed), fp32, fp16 or int8 (that file of the model)."""
+        mid-grey. `precision`: auto (the file given, or NAME.int8.onnx beside it on a CPU with int8 dot products, or
+        with AVX2 when the file's weights are within ±64, and OpenVINO installed), fp32, fp16 or int8 (that file)."""
         chosen, notes = open_backend(model, backend, device, precision)
         notes.extend(chosen.notes)
         if chosen.takes_statistics:

@@ -96,11 +96,12 @@ OWN_INTERPRETER = "TOOLKIT_TESTS_OWN_INTERPRETER"  # set in the child interprete
 OWN_INTERPRETER_RUNNER = "test_the_tests_that_need_their_own_interpreter_pass_there"
 
 
+@pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: the runner must still be there to leave them to it
 def pytest_collection_modifyitems(config, items):
     """Tests marked own_interpreter (Ray's) leave native state behind in the process that ran them: after
     ray.shutdown() nine of its threads are still running, and its crash handler has replaced Python's, so a later
     crash anywhere in the run would print no traceback. When their runner (tests/test_own_interpreter.py) is
-    collected too, they are left to it, which runs them in a child interpreter; alone, they run here."""
+    selected too, they are left to it, which runs them in a child interpreter; otherwise they run here."""
     if os.environ.get(OWN_INTERPRETER) or not any(item.name == OWN_INTERPRETER_RUNNER for item in items):
         return
     isolated = [item for item in items if item.get_closest_marker("own_interpreter")]

@@ -234,7 +234,6 @@ def test_int8_weights_are_on_7_bits_so_cpus_without_vnni_do_not_saturate(exporte
     assert weights and all(w.dtype == np.int8 for w in weights)
     largest = max(int(np.abs(w.astype(np.int32)).max()) for w in weights)
     assert WEIGHT_LIMIT // 2 < largest <= WEIGHT_LIMIT == 64  # the 7-bit range is used, not exceeded
-    assert 2 * 255 * WEIGHT_LIMIT <= 32767 < 2 * 255 * 127
     assert check_weights_fit_cpus_without_vnni(model).ok
     broken = onnx.ModelProto.FromString(model.SerializeToString())
     weight = next(t for t in broken.graph.initializer if numpy_helper.to_array(t).dtype == np.int8
@@ -242,6 +241,57 @@ def test_int8_weights_are_on_7_bits_so_cpus_without_vnni_do_not_saturate(exporte
     doubled = np.clip(numpy_helper.to_array(weight).astype(np.int32) * 2, -127, 127).astype(np.int8)
     weight.CopyFrom(numpy_helper.from_array(doubled, weight.name))
     assert not check_weights_fit_cpus_without_vnni(broken).ok
+
+
+def one_conv_qdq(weight: np.ndarray, weight_zero: np.ndarray, activation_zero: int = 0, float_weight=False):
+    """X → QuantizeLinear/DequantizeLinear (int8, `activation_zero`) → Conv(W) → Y, W an int8 `weight` with
+    per-channel zero points `weight_zero` through DequantizeLinear, or (float_weight) a float weight quantized when
+    the model loads (QuantizeLinear then DequantizeLinear)."""
+    from onnx import TensorProto, helper
+
+    channels = weight.shape[0]
+    inits = [numpy_helper.from_array(np.array(0.05, np.float32), "xs"),
+             numpy_helper.from_array(np.array(activation_zero, np.int8), "xz"),
+             numpy_helper.from_array(np.full(channels, 0.01, np.float32), "ws"),
+             numpy_helper.from_array(weight_zero, "wz")]  # fmt: skip
+    nodes = [helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"])]  # fmt: skip
+    if float_weight:
+        inits.append(numpy_helper.from_array(weight.astype(np.float32) * 0.01, "wf"))
+        nodes.append(helper.make_node("QuantizeLinear", ["wf", "ws", "wz"], ["w"], axis=0))
+    else:
+        inits.append(numpy_helper.from_array(weight, "w"))
+    nodes += [helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], axis=0),
+              helper.make_node("Conv", ["xd", "wd"], ["y"], pads=[1, 1, 1, 1])]  # fmt: skip
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, channels, 8, 8])
+    graph = helper.make_graph(nodes, "one_conv", [x], [y], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+
+
+def test_the_int8_weight_magnitude_counts_weights_minus_their_zero_points_and_nothing_else(tmp_path):
+    import openvino as ov
+
+    from runtime.precision import int8_weight_magnitude
+
+    def magnitude(model):
+        onnx.save(model, str(tmp_path / "m.onnx"))
+        return int8_weight_magnitude(ov.Core().read_model(str(tmp_path / "m.onnx")))
+
+    weight = np.zeros((2, 3, 3, 3), np.int8)
+    weight[0, 0, 0, 0], weight[1, 2, 1, 1] = 60, -50
+    zero = np.zeros(2, np.int8)
+    assert magnitude(one_conv_qdq(weight, zero)) == 60
+    assert magnitude(one_conv_qdq(weight, np.array([-60, 0], np.int8))) == 120  # |60 − (−60)|: 8 bits
+    assert magnitude(one_conv_qdq(weight, zero, activation_zero=-100)) == 60  # an activation's zero point: no weight
+    assert magnitude(one_conv_qdq(weight, zero, float_weight=True)) == 127  # quantized on load: on 8 bits
+    as_uint8 = one_conv_qdq((weight.astype(np.int16) + 128).astype(np.uint8), np.full(2, 128, np.uint8))
+    assert magnitude(as_uint8) == 127  # not int8 weights: counted as 8 bits
+    fp32 = one_conv_qdq(weight, zero)
+    fp32.graph.node[3].input[1] = "wf"  # the convolution takes a float weight: nothing quantized
+    fp32.graph.initializer.append(numpy_helper.from_array(np.ones((2, 3, 3, 3), np.float32), "wf"))
+    del fp32.graph.node[2]
+    assert magnitude(fp32) is None
 
 
 def test_the_int8_file_builds_a_checked_tensorrt_engine_on_the_standin(tmp_path):

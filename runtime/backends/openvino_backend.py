@@ -20,7 +20,7 @@ import numpy as np
 
 from runtime.backends.base import Backend, BackendUnavailable
 from runtime.contract import Contract
-from runtime.precision import AVX2_WEIGHT_LIMIT, cpu_has_avx2, cpu_has_int8_dot, largest_int8_constant, precision_of
+from runtime.precision import AVX2_WEIGHT_LIMIT, cpu_has_avx2, cpu_has_int8_dot, int8_weight_magnitude, precision_of
 from runtime.weights import refuse_nonfinite
 
 CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
@@ -67,17 +67,17 @@ class CompiledPerShape:
 
 
 def _int8_notes(path: Path, model) -> list[str]:
-    """What a CPU without int8 dot products (VNNI, AMX) means for an int8 file: with AVX2 and 7-bit weights nothing
-    (1.8–1.9× the fp32 file on a Zen 3 EPYC, within 0.6 dB of a VNNI CPU: docs/int8.md); with 8-bit weights AVX2's
+    """What a CPU without int8 dot products (VNNI, AMX, Arm's dot product) means for an int8 file: with AVX2 and
+    weights within ±64 nothing (1.8–1.9× the fp32 file on a Zen 3 EPYC: docs/int8.md); with 8-bit weights AVX2's
     int16 pair sums overflow (the bundled rain-princess's old file: 24.4 dB from fp32); without AVX2 int8 is slow."""
-    largest = largest_int8_constant(model)
-    if largest is not None and largest > AVX2_WEIGHT_LIMIT:
-        return [f"{path.name}: its int8 weights use 8 bits, which this CPU (no VNNI or AMX) adds in int16 and can "
-                "overflow, losing accuracy; export it again (toolkit export --int8 writes 7-bit weights) or run "
-                "--precision fp32"]  # fmt: skip
     if not cpu_has_avx2():
-        return [f"{path.name}: this CPU has no int8 dot-product instructions (VNNI, AMX) nor AVX2, where int8 may be "
-                "slower than fp32; --precision fp32 runs the fp32 file"]  # fmt: skip
+        return [f"{path.name}: this CPU has no int8 dot-product instructions (VNNI, AMX, Arm's dot product) nor AVX2, "
+                "where int8 may be slower than fp32; --precision fp32 runs the fp32 file"]  # fmt: skip
+    largest = int8_weight_magnitude(model)
+    if largest is not None and largest > AVX2_WEIGHT_LIMIT:
+        return [f"{path.name}: its int8 weights use 8 bits, which this CPU (AVX2, no VNNI or AMX) adds in int16 and "
+                "can overflow, losing accuracy; export it again (toolkit export --int8 keeps them within ±64) or run "
+                "--precision fp32"]  # fmt: skip
     return []
 
 
