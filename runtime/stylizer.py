@@ -70,7 +70,7 @@ def open_backend(
         try:
             opened = kind.open(file, device)
             if file != path and file == int8:
-                why = "has int8 dot products" if cpu_has_int8_dot() else "has AVX2 and the file 7-bit weights"
+                why = "has int8 dot products" if cpu_has_int8_dot() else "has AVX2 and the file's weights fit in 7 bits"
                 notes.append(f"running {int8.name} (int8 convolutions, fp32 instance norms) on OpenVINO: this CPU "
                              f"{why}; --precision fp32 runs the fp32 file")  # fmt: skip
             return opened, notes

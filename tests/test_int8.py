@@ -131,7 +131,7 @@ def test_auto_runs_the_int8_file_on_openvino_where_the_cpu_runs_it_right_and_fas
     monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     with Stylizer.load(out / "run.onnx") as stylizer:  # AVX2 with 7-bit weights: int8
         assert stylizer.backend_name == "openvino" and stylizer.backend.inner.path.name == "run.int8.onnx"
-        assert any("has AVX2 and the file 7-bit weights" in note for note in stylizer.fresh_notes())
+        assert any("has AVX2 and the file's weights fit in 7 bits" in note for note in stylizer.fresh_notes())
     with Stylizer.load(old / "run.onnx") as stylizer:  # AVX2 with 8-bit weights would overflow: fp32
         assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
     monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"sse4_2"}))
