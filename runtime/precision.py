@@ -97,15 +97,15 @@ def _constant_below(top):
         return None
 
 
-def int8_fits_avx2(path: Path) -> bool:
+def int8_fits_avx2(path: Path) -> bool | None:
     """Whether the int8 file's convolution weights lie within ±AVX2_WEIGHT_LIMIT, so that a CPU with AVX2 and no VNNI
-    runs it without overflow; False when it cannot be read here (then the fp32 file runs)."""
+    runs it without overflow; None when OpenVINO cannot read it here."""
     try:
         import openvino as ov
 
         model = ov.Core().read_model(str(path))
     except (ImportError, RuntimeError, OSError):
-        return False
+        return None
     largest = int8_weight_magnitude(model)
     return largest is not None and largest <= AVX2_WEIGHT_LIMIT
 
@@ -160,15 +160,25 @@ def openvino_installed() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def prefer_int8(path: Path, device: str | None) -> Path | None:
-    """For `auto`: NAME.int8.onnx when it should run instead of the fp32 `path` on this machine, else None."""
+def prefer_int8(path: Path, device: str | None) -> tuple[Path | None, str | None]:
+    """For `auto`: NAME.int8.onnx when it should run instead of the fp32 `path` on this machine, else None; with a
+    note when the int8 file is passed over for a reason its owner can fix (8-bit weights on an AVX2 CPU)."""
     if precision_of(path) != "fp32" or path.suffix.lower() not in (".onnx", ".engine") or device == "cuda":
-        return None
+        return None, None
     int8 = variant(path.with_suffix(".onnx"), "int8")
     if not int8.exists() or not openvino_installed():
-        return None
+        return None, None
     if device is None and gpu_runs_onnx():
-        return None
-    if not cpu_has_int8_dot() and not (cpu_has_avx2() and int8_fits_avx2(int8)):
-        return None
-    return int8
+        return None, None
+    if cpu_has_int8_dot():
+        return int8, None
+    if not cpu_has_avx2():  # int8 would be slower than fp32 here
+        return None, None
+    fits = int8_fits_avx2(int8)
+    if fits is None:
+        return None, f"{int8.name} not used: OpenVINO cannot read it"
+    if not fits:  # an int8 file exported before weights went to 7 bits (session 43)
+        return None, (f"{int8.name} not used: its int8 weights use 8 bits, which overflow on a CPU with AVX2 and no "
+                      f"VNNI (this one); export it again (toolkit export MODEL --int8 --calib PHOTOS) for 7-bit "
+                      f"weights, which run here about twice as fast as fp32")  # fmt: skip
+    return int8, None

@@ -56,7 +56,11 @@ def open_backend(
         kinds = ", ".join(kind.name for kind, _ in possible)
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
     notes: list[str] = []
-    int8 = path if precision_of(path) == "int8" else prefer_int8(path, device) if precision == "auto" else None
+    int8, passed_over = (path, None) if precision_of(path) == "int8" else (None, None)
+    if precision == "auto" and int8 is None:
+        int8, passed_over = prefer_int8(path, device)
+    if passed_over and backend == "auto":
+        notes.append(passed_over)
     on_gpu = device == "cuda" or (device is None and gpu_runs_onnx())  # then ONNX Runtime's CUDA provider comes first
     if backend == "auto" and int8 is not None and not on_gpu:
         # OpenVINO runs int8 convolutions 3× faster than fp32 on a VNNI CPU; ONNX Runtime's are not faster than its

@@ -132,11 +132,16 @@ def test_auto_runs_the_int8_file_on_openvino_where_the_cpu_runs_it_right_and_fas
     with Stylizer.load(out / "run.onnx") as stylizer:  # AVX2 with 7-bit weights: int8
         assert stylizer.backend_name == "openvino" and stylizer.backend.inner.path.name == "run.int8.onnx"
         assert any("has AVX2 and the file's weights fit in 7 bits" in note for note in stylizer.fresh_notes())
-    with Stylizer.load(old / "run.onnx") as stylizer:  # AVX2 with 8-bit weights would overflow: fp32
+    with Stylizer.load(old / "run.onnx") as stylizer:  # AVX2 with 8-bit weights would overflow: fp32, and it says why
         assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
+        notes = [n for n in stylizer.fresh_notes() if n.startswith("run.int8.onnx not used")]
+        assert len(notes) == 1 and "int8 weights use 8 bits" in notes[0] and "export it again" in notes[0], notes
+    with Stylizer.load(out / "run.onnx") as stylizer:  # a 7-bit file is not named so
+        assert not any("not used" in n for n in stylizer.fresh_notes())
     monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"sse4_2"}))
-    with Stylizer.load(out / "run.onnx") as stylizer:  # neither: int8 would be slow
+    with Stylizer.load(old / "run.onnx") as stylizer:  # neither: int8 would be slow, nothing to fix
         assert stylizer.backend.inner.path.name == "run.onnx"
+        assert not any("not used" in n for n in stylizer.fresh_notes())
     monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx512_vnni"}))
     monkeypatch.setattr(runtime.precision, "openvino_installed", lambda: False)
     with Stylizer.load(out / "run.onnx") as stylizer:  # ONNX Runtime's int8 is not faster than its fp32
@@ -151,6 +156,10 @@ def test_an_int8_file_that_cannot_be_read_leaves_auto_on_the_fp32_file(exported,
     with Stylizer.load(tmp_path / "run.onnx") as stylizer:
         assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
         assert any(note.startswith("run.int8.onnx not used") for note in stylizer.fresh_notes())
+    monkeypatch.setattr(runtime.precision, "cpu_flags", lambda: frozenset({"avx2"}))  # read before it is chosen
+    with Stylizer.load(tmp_path / "run.onnx") as stylizer:
+        assert stylizer.backend_name == "onnxruntime" and stylizer.backend.inner.path.name == "run.onnx"
+        assert "run.int8.onnx not used: OpenVINO cannot read it" in stylizer.fresh_notes()
 
 
 def test_asking_for_a_precision_whose_file_is_missing_names_the_export_that_writes_it(exported, tmp_path):
