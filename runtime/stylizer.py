@@ -56,7 +56,8 @@ def open_backend(
         kinds = ", ".join(kind.name for kind, _ in possible)
         raise ModelError(f"--backend {backend} cannot run {path.name}; for this file use {kinds}")
     notes: list[str] = []
-    int8, passed_over = (path, None) if precision_of(path) == "int8" else (None, None)
+    int8: Path | None = path if precision_of(path) == "int8" else None
+    passed_over: str | None = None
     if precision == "auto" and int8 is None:
         int8, passed_over = prefer_int8(path, device)
     if passed_over and backend == "auto":
