@@ -83,6 +83,8 @@ class Style:
     open_skies: tuple[tuple[int, int, str], ...] = ()
     # RELIT AGAIN after OPEN SKIES (steps, seed, --relight-weight), in NAME-jl; () for none
     relit_again: tuple[int, int, str] = ()
+    # RELIT AGAIN's --grain-weight ("" for none), in NAME-jlg
+    relit_grain: str = ""
 
 
 BUNDLED = "bundled:"  # Style.init: start from that style's shipped weights (toolkit train --init NAME)
@@ -91,7 +93,7 @@ STYLES = {
                     "mosaic-base", 1000, 1000, 800, 300, 400, paste_steps=300, paste_weight=10000,
                     figures2_steps=300, figures2_band=2, structure_steps=400, johnson_steps=400,
                     johnson_style_size=512, johnson_seed=45, open_skies=((400, 45, "3e7"),),
-                    relit_again=(200, 48, "1e8")),
+                    relit_again=(200, 48, "1e8"), relit_grain="1e7"),
     "candy": Style("candy.jpg", "the 'candy' painting of pytorch/examples and Johnson et al.", 1000,
                    "candy-base", 750, 1000, 800, 300, 400, photo_grid=2, sky_steps=400,
                    relight_steps=400, paste_steps=300, paste_weight=1000, figures2_steps=300, longer_steps=1000,
@@ -263,16 +265,25 @@ def open_skies(recipe: list[str], seed: int, histogram: str) -> list[str]:
             *(["--histogram-weight", histogram] if histogram else [])]  # fmt: skip
 
 
-def relit_again(recipe: list[str], seed: int, weight: str) -> list[str]:
+def relit_again(recipe: list[str], seed: int, weight: str, grain: str = "") -> list[str]:
     """RELIT AGAIN: OPEN SKIES' loss plus the relit crops of RELIT (--relight-amount 0.25) at `weight`, the absolute
     scale's (1e8 is some 3 % of candy's loss), at half the rate (2.5e-4), a new seed. OPEN SKIES left out the relit
     crops, and candy's circles moved with the light again (`light` 4.1 → 6.1). 400 steps at the full rate, with or
     without the term, turn the skies' ringed circles into squiggles; 200 at half keep the pictures as they were.
     Measured on candy at 200 steps (docs/recipe.md), two seeds each: `light` 6.1 / 6.4 without the term (the
     control), 5.0 / 4.9 with it (Johnson's 4.8), closeness 0.364 / 0.371 → 0.372 / 0.373, SSIM 0.397 → 0.388 /
-    0.393. starry-night's glow round dark figures comes back with the term (at 400 steps and at 200 at half the
-    rate; its control without the term has none), so it has no such stage."""
-    return [*recipe, "--seed", str(seed), "--lr", "2.5e-4", "--relight-weight", weight, "--relight-amount", "0.25"]
+    0.393. mosaic's stage 12 (session 44; its control in session 43): `light` 4.0 → 3.3, `figure` 6.4 → 6.0,
+    `hatching` 18.4 → 11.1 %, palette 5.4 → 5.9, still regions in video 8.8 → 9.8 steadied. starry-night's glow
+    round dark figures comes back with the term (at 400 steps and at 200 at half the rate; its control without the
+    term has none), so it has no such stage.
+
+    With `grain` (mosaic): the output also asked not to change when grain is added to the crop (--grain-weight,
+    train.grain; see grainless). On mosaic at 1e7 (session 44, against the stage without it): still regions in video
+    25.6 → 21.6 per frame, 9.8 → 8.5 steadied (below stage 11's 8.8), `light` 3.3 → 2.7, `figure` 6.0 → 5.2 (past
+    Johnson's 3.0 and 5.5), palette 5.9 → 6.3 (his 6.8), lines at edges darker (halo −15.3 → −18.8), the skies'
+    coloured panes a little paler; at 3e7 the skies turned into a regular diagonal lattice."""
+    relit = [*recipe, "--seed", str(seed), "--lr", "2.5e-4", "--relight-weight", weight, "--relight-amount", "0.25"]
+    return [*relit, "--grain-weight", grain] if grain else relit
 
 
 def machine() -> str:
@@ -420,8 +431,8 @@ def plan(name: str, style: Style, runs: Path) -> list[Stage]:
                 later.append(("jh" if histogram else "js", steps, last))
             if style.relit_again:
                 steps, seed, weight = style.relit_again
-                last = relit_again(last, seed, weight)
-                later.append(("jl", steps, last))
+                last = relit_again(last, seed, weight, style.relit_grain)
+                later.append(("jlg" if style.relit_grain else "jl", steps, last))
     for suffix, steps, recipe in later:
         if not steps:
             if suffix == "s6":
