@@ -212,23 +212,10 @@ def main() -> None:
 
 
 def cpu_description() -> str:
-    """The CPU's name and its int8 instructions, from /proc/cpuinfo (runtime.precision)."""
-    import platform
+    """The CPU's name and its int8 instructions (runtime.precision)."""
+    from runtime.precision import cpu_int8_kind, cpu_name
 
-    from runtime.precision import cpu_flags, cpu_has_avx2, cpu_has_int8_dot
-
-    name = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    if not cpu_flags():
-        return name
-    kind = "int8 dot products (VNNI)" if cpu_has_int8_dot() else "AVX2, no VNNI" if cpu_has_avx2() else "no AVX2"
-    return f"{name}, {kind}"
+    return f"{cpu_name()}, {cpu_int8_kind()}"
 
 
 def write_report(

@@ -34,6 +34,25 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(match.group(1).split()) if match else frozenset()
 
 
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux); the platform's processor or machine name elsewhere."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        text = ""
+    match = re.search(r"^model name\s*:(.*)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.processor() or platform.machine()
+
+
+def cpu_int8_kind() -> str:
+    """What this CPU has for int8 convolutions, in words (docs and records)."""
+    if not cpu_flags():
+        return "CPU flags unknown"
+    return "int8 dot products (VNNI)" if cpu_has_int8_dot() else "AVX2, no VNNI" if cpu_has_avx2() else "no AVX2"
+
+
 def cpu_has_int8_dot() -> bool:
     return bool(cpu_flags() & INT8_DOT_FLAGS)
 

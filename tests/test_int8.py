@@ -321,3 +321,12 @@ def test_the_int8_file_builds_a_checked_tensorrt_engine_on_the_standin(tmp_path)
         parser = trt.OnnxParser(trt.Builder(trt.Logger()).create_network(0), trt.Logger())
         assert not parser.parse_from_file(str(tmp_path / "broken.int8.onnx"))
         assert any("zero point" in str(parser.get_error(i)) for i in range(parser.num_errors))
+
+
+def test_the_cpu_is_described_by_its_int8_instructions(monkeypatch):
+    cases = [({"avx2", "avx512_vnni"}, "int8 dot products (VNNI)"), ({"avx2", "fma"}, "AVX2, no VNNI"),
+             ({"sse4_2"}, "no AVX2"), (set(), "CPU flags unknown")]  # fmt: skip
+    for flags, expected in cases:
+        monkeypatch.setattr(runtime.precision, "cpu_flags", lambda flags=flags: frozenset(flags))
+        assert runtime.precision.cpu_int8_kind() == expected
+    assert runtime.precision.cpu_name().strip()  # /proc/cpuinfo's model name, or the platform's name elsewhere
