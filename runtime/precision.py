@@ -24,13 +24,18 @@ AVX2_WEIGHT_LIMIT = 64  # |int8 weight| ≤ 64 (ONNX Runtime's reduce_range): a 
 
 
 @functools.lru_cache(maxsize=1)
+def _cpuinfo() -> str:
+    """/proc/cpuinfo (Linux), read once; empty elsewhere."""
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags from /proc/cpuinfo (Linux); empty elsewhere."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    match = re.search(r"^(?:flags|Features)\s*:(.*)$", text, re.MULTILINE)
+    match = re.search(r"^(?:flags|Features)\s*:(.*)$", _cpuinfo(), re.MULTILINE)
     return frozenset(match.group(1).split()) if match else frozenset()
 
 
@@ -38,11 +43,7 @@ def cpu_name() -> str:
     """The CPU's model name from /proc/cpuinfo (Linux); the platform's processor or machine name elsewhere."""
     import platform
 
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        text = ""
-    match = re.search(r"^model name\s*:(.*)$", text, re.MULTILINE)
+    match = re.search(r"^model name\s*:(.*)$", _cpuinfo(), re.MULTILINE)
     return match.group(1).strip() if match else platform.processor() or platform.machine()
 
 
