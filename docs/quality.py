@@ -286,10 +286,11 @@ def write_report(
         "",
         "The assets' two cut-outs (PNG with a real alpha matte). Mean luma of the subject (opaque pixels) and the mean "
         "absolute difference there against the same subject pasted on an opaque mid-grey background and stylized "
-        "as a photo: *masked* is what the runtime does (statistics from the opaque pixels, weighed by opacity), "
-        "*old* counts the RGB under the transparency (black in these files) in the statistics, as before.",
+        "as a photo (*on grey*, what `--cutouts on-grey` gives, with the alpha put back): *alone* is what the runtime "
+        "does by default (statistics from the opaque pixels, weighed by opacity), *old* counts the RGB under the "
+        "transparency (black in these files) in the statistics, as before.",
         "",
-        "| style | photo | opaque | luma: photo | masked | old | pasted on grey | masked vs pasted | old vs pasted |",
+        "| style | photo | opaque | luma: photo | alone | old | on grey | alone vs on grey | old vs on grey |",
         "|---" * 9 + "|",
     ]
     for c in cut:
@@ -302,10 +303,13 @@ def write_report(
         "",
         "The quality issue asked for the subject to come out as it does pasted on mid-grey. With its own statistics "
         "(every layer measured on features normalized by the subject's statistics of the layers before) the subject "
-        "is stylized as it would be cut out on its own; pasted on grey, the grey (most of the picture) shares in the "
-        "statistics, so the two differ by the amount in the table, by design. Where that difference is smaller than "
-        "the old one, the RGB under the transparency was doing more harm than the grey. For the pasted look, "
-        "composite first (an RGB file, or `stylize_arrays` without `alphas`).",
+        "is stylized as it would be cut out on its own, as if it were the whole photo: instance norm lifts a dark "
+        "subject to the style's usual tone, as it does a dark photo (mosaic's elephant comes out light and thinly "
+        "lined). Pasted on grey, the grey (most of the picture) shares in the statistics, so a darker subject stays "
+        "darker and takes more of the painting's colours; the two differ by the amount in the table, by design. "
+        "Where that difference is smaller than the old one, the RGB under the transparency was doing more harm than "
+        'the grey. `toolkit run --cutouts on-grey` (`cutouts="on-grey"` in the API) gives the pasted look, on every '
+        "backend, with the alpha kept.",
         "",
     ]
     out.write_text("\n".join(lines))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from runtime.errors import JobError
 from runtime.images import DEFAULT_MAX_PIXELS
 from runtime.jobs import Outcome, Task, pending, run_images
-from runtime.stylizer import Stylizer, resolve_model
+from runtime.stylizer import CUTOUTS, Stylizer, resolve_model
 from runtime.video import run_videos
 
 
@@ -22,6 +22,7 @@ class JobSettings:
     preserve_color: bool = False
     tile: str = "auto"
     precision: str = "auto"  # runtime.precision
+    cutouts: str = "alone"  # pictures with transparency: the subject alone, or "on-grey" (Stylizer.load)
     temporal: str = "auto"  # video: instance-norm statistics carried across frames (runtime.temporal); or "off"
     flicker: bool = False  # measure each video's flicker (runtime.flicker) into its outcome
     batch_size: int = 4
@@ -43,6 +44,8 @@ class JobSettings:
             raise JobError("--ray-actors must be at least 1")
         if self.temporal not in ("auto", "off"):
             raise JobError(f"--temporal must be auto or off, not {self.temporal!r}")
+        if self.cutouts not in CUTOUTS:
+            raise JobError(f"--cutouts must be {' or '.join(CUTOUTS)}, not {self.cutouts!r}")
 
 
 class Job:
@@ -63,11 +66,11 @@ class Job:
                 connect(settings.ray)
         elif settings.server:
             self.stylizer = Stylizer.remote(settings.server, settings.model_name, settings.strength,
-                                            settings.preserve_color)  # fmt: skip
+                                            settings.preserve_color, settings.cutouts)  # fmt: skip
         else:
             s = settings
             self.stylizer = Stylizer.load(
-                s.model, s.backend, s.device, s.strength, s.preserve_color, s.tile, s.precision
+                s.model, s.backend, s.device, s.strength, s.preserve_color, s.tile, s.precision, s.cutouts
             )
 
     @property
@@ -95,8 +98,8 @@ class Job:
             outcomes += run_images_on_ray(
                 self.images, self.ray_model, address=s.ray or "local", actors=s.ray_actors, backend=s.backend,
                 device=s.device, strength=s.strength, preserve_color=s.preserve_color, tile=s.tile,
-                precision=s.precision, overwrite=s.overwrite, batch_size=s.batch_size, max_size=s.max_size,
-                max_pixels=s.max_pixels, format=s.format, report=on_image,
+                precision=s.precision, cutouts=s.cutouts, overwrite=s.overwrite, batch_size=s.batch_size,
+                max_size=s.max_size, max_pixels=s.max_pixels, format=s.format, report=on_image,
             )  # fmt: skip
         elif self.images:
             assert self.stylizer is not None

@@ -48,12 +48,13 @@ class StylizeFiles:
         max_pixels,
         format,
         precision="auto",
+        cutouts="alone",
     ):
         # A model that cannot load is reported in the rows rather than raised: Ray would print its own tracebacks
         # and a generic "actor died", where the user needs our one line naming the node, its GPU and the fix.
         self.stylizer, self.unavailable = None, ""
         try:
-            self.stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile, precision)
+            self.stylizer = Stylizer.load(model, backend, device, strength, preserve_color, tile, precision, cutouts)
         except (ModelError, JobError) as exc:
             self.unavailable = f"the Stylizer actor on {actor_location()} cannot run the model: {exc}"
         self.options = dict(overwrite=True, batch_size=batch_size, max_size=max_size, max_pixels=max_pixels,
@@ -126,7 +127,8 @@ def check_reachable(address: str, shown: str, timeout: float = 10.0) -> None:
 def run_images_on_ray(
     tasks: list[Task], model, *, address: str = "local", actors: int = 2, backend: str = "auto",
     device: str | None = None, strength: float = 1.0, preserve_color: bool = False, tile: str = "auto",
-    precision: str = "auto", overwrite: bool = False, batch_size: int = 4, max_size: int | None = None, max_pixels: int,
+    precision: str = "auto", cutouts: str = "alone", overwrite: bool = False, batch_size: int = 4,
+    max_size: int | None = None, max_pixels: int,
     format: str | None = None, report: Callable[[Outcome], None] = lambda outcome: None,
 ) -> list[Outcome]:  # fmt: skip
     outcomes: list[Outcome] = []
@@ -159,7 +161,7 @@ def run_images_on_ray(
         fn_constructor_kwargs=dict(model=model, backend=backend, device=device if not gpus else "cuda",
                                    strength=strength, preserve_color=preserve_color, tile=tile,
                                    batch_size=batch_size, max_size=max_size, max_pixels=max_pixels, format=format,
-                                   precision=precision),
+                                   precision=precision, cutouts=cutouts),
         batch_size=max(batch_size, 1), batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(todo))), **resources,
     )  # fmt: skip

@@ -138,10 +138,18 @@ def _mirror_to(image: np.ndarray, size: int, axis: int) -> np.ndarray:
     return image
 
 
+CUTOUTS = ("alone", "on-grey")  # how a cut-out is stylized: `Stylizer.load`'s `cutouts`
+
+
 class Stylizer:
-    def __init__(self, backend: Backend, strength: float = 1.0, preserve_color: bool = False, notes=()):
+    def __init__(
+        self, backend: Backend, strength: float = 1.0, preserve_color: bool = False, notes=(), cutouts: str = "alone"
+    ):
         if not 0.0 <= strength <= 1.0:
             raise ModelError(f"strength must be between 0 and 1, not {strength}")
+        if cutouts not in CUTOUTS:
+            raise ModelError(f"cutouts must be {' or '.join(CUTOUTS)}, not {cutouts!r}")
+        self.cutouts = cutouts
         self.backend = backend
         self.contract: Contract = backend.contract
         self.strength = strength
@@ -160,31 +168,42 @@ class Stylizer:
         preserve_color: bool = False,
         tile: str | int = "auto",
         precision: str = "auto",
+        cutouts: str = "alone",
     ) -> Stylizer:
         """`model`: a .onnx/.engine/.safetensors path, a bundled style's name, or None for the default style.
         `backend`: auto (TensorRT, then ONNX Runtime, then torch), or one of those by name. `device`: None (the best
         available), "cpu" or "cuda". `tile` (ONNX Runtime only): "auto" runs photos above 4 Mpx in 768-px tiles
         with instance-norm statistics from a thumbnail (runtime.tiling), N tiles every image larger than N×N, "off"
-        runs every image whole (as texture nets with noise channels always do). Cut-outs (alpha) are normalized by
-        their opaque pixels on ONNX Runtime and OpenVINO with our exports and on torch; other backends see them on
-        mid-grey. `precision`: auto (the file given, or NAME.int8.onnx beside it on a CPU with int8 dot products, or
-        with AVX2 when the file's weights are within ±64, and OpenVINO installed), fp32, fp16 or int8 (that file)."""
+        runs every image whole (as texture nets with noise channels always do). `cutouts`, for pictures with
+        transparency: "alone" stylizes the subject as if it were the whole picture (instance-norm statistics from
+        its opaque pixels: ONNX Runtime and OpenVINO with our exports, torch; other backends, with a note, fall back
+        to "on-grey"), "on-grey" as if it were pasted on a mid-grey photo (the grey shares in the statistics; the
+        same on every backend); the alpha is put back either way. `precision`: auto (the file given, or
+        NAME.int8.onnx beside it on a CPU with int8 dot products, or with AVX2 when the file's weights are within
+        ±64, and OpenVINO installed), fp32, fp16 or int8 (that file)."""
         chosen, notes = open_backend(model, backend, device, precision)
         notes.extend(chosen.notes)
         if chosen.takes_statistics:
             chosen = _with_tiles(chosen, tile, notes)
         elif tile not in ("off", "auto"):
             notes.append(f"--tile applies to onnxruntime and openvino; {chosen.name} runs every image whole")
-        return cls(chosen, strength, preserve_color, notes)
+        return cls(chosen, strength, preserve_color, notes, cutouts)
 
     @classmethod
-    def remote(cls, url: str, model_name: str = "stylize", strength: float = 1.0, preserve_color: bool = False):
+    def remote(
+        cls,
+        url: str,
+        model_name: str = "stylize",
+        strength: float = 1.0,
+        preserve_color: bool = False,
+        cutouts: str = "alone",
+    ):
         """A Stylizer whose model runs on a Triton server (`toolkit serve`, or Triton with a `--triton` repository);
         reading, resizing, blending and writing stay here."""
         from runtime.backends.triton_backend import TritonBackend
 
         try:
-            return cls(TritonBackend(url, model_name), strength, preserve_color)
+            return cls(TritonBackend(url, model_name), strength, preserve_color, cutouts=cutouts)
         except (BackendUnavailable, ValueError) as exc:
             raise ModelError(str(exc)) from None
 
@@ -255,14 +274,23 @@ class Stylizer:
 
     def _run_cutouts(self, images: list[np.ndarray], alphas: list[np.ndarray]) -> np.ndarray:
         """Cut-outs: the transparent area (often black underneath) would enter instance norm's statistics and wash
-        the subject out. The network sees the subject on mid-grey, and where the backend has `run_masked` (ONNX
-        Runtime and OpenVINO with our exports, torch), each layer's statistics come from the opaque pixels alone,
-        weighed by opacity; elsewhere the grey counts as background, as if the subject were pasted on it."""
+        the subject out. The network sees the subject on mid-grey; with `cutouts="alone"`, where the backend has
+        `run_masked` (ONNX Runtime and OpenVINO with our exports, torch), each layer's statistics come from the
+        opaque pixels alone, weighed by opacity; otherwise the grey counts as background, as if the subject were
+        pasted on it."""
         weights = np.stack(alphas).astype(np.float32) / 255.0
         on_grey = np.stack(images) * weights[..., None] + 128.0 * (1.0 - weights[..., None])
         on_grey = np.clip(np.rint(on_grey), 0, 255).astype(np.uint8)
         run_masked = getattr(self.backend, "run_masked", None)
-        if run_masked is None or self.contract.fixed_size:
+        if self.cutouts == "on-grey" or run_masked is None or self.contract.fixed_size:
+            if self.cutouts == "alone":
+                why = f"{self.backend_name} cannot run this model with statistics from the opaque pixels"
+                if self.contract.fixed_size:
+                    why = "this model takes one fixed size"
+                note = (f"cut-outs ran pasted on mid-grey (--cutouts on-grey): {why}; ONNX Runtime, OpenVINO or "
+                        "torch with our exports stylize the subject alone")  # fmt: skip
+                if note not in self.notes:
+                    self.notes.append(note)
             return self._from_model(self._checked_run(self.backend.run, self.model_input(list(on_grey))))
         return self._from_model(
             self._checked_run(lambda batch: run_masked(batch, weights), self.model_input(list(on_grey)))

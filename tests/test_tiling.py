@@ -230,6 +230,47 @@ def test_a_cut_out_is_stylized_as_the_subject_alone_would_be(model):
     assert gap < 4, gap
 
 
+def test_on_grey_cut_outs_are_the_subject_pasted_on_grey_the_same_on_every_backend(model, tmp_path):
+    """`cutouts="on-grey"`: the subject as it comes out pasted on a mid-grey photo, its alpha put back; a backend
+    that cannot take statistics from outside gives that picture too, and says so once."""
+    _, path = model
+    rgb = photo_like((96, 128), 4)
+    alpha = np.zeros((96, 128), np.uint8)
+    alpha[10:90, 20:110] = 255
+    alpha[8:10, 20:110] = 90  # a soft edge
+    weight = alpha[..., None] / 255.0
+    pasted = np.clip(np.rint(rgb * weight + 128 * (1 - weight)), 0, 255).astype(np.uint8)
+    opaque = alpha == 255
+    with (Stylizer.load(path, device="cpu", cutouts="on-grey") as on_grey,
+          Stylizer.load(path, device="cpu") as alone):  # fmt: skip
+        got = on_grey(np.dstack([rgb, alpha]))
+        assert np.array_equal(got[..., 3], alpha)
+        assert np.array_equal(got[..., :3], on_grey(pasted))
+        subject_alone = alone(np.dstack([rgb, alpha]))[..., :3]
+        assert np.abs(subject_alone[opaque].astype(int) - got[..., :3][opaque]).mean() > 2
+        assert not any("cut-outs" in note for note in on_grey.notes + alone.notes)
+    plain = Stylizer(OnnxRuntimeBackend(path, "cpu"))  # no statistics from outside: falls back to on-grey
+    with plain:
+        assert np.array_equal(plain(np.dstack([rgb, alpha])), got)
+        plain(np.dstack([rgb, alpha]))
+        notes = [note for note in plain.fresh_notes() if "cut-outs" in note]
+    assert notes == ["cut-outs ran pasted on mid-grey (--cutouts on-grey): onnxruntime cannot run this model with "
+                     "statistics from the opaque pixels; ONNX Runtime, OpenVINO or torch with our exports stylize "
+                     "the subject alone"]  # fmt: skip
+    with pytest.raises(ModelError, match="cutouts must be alone or on-grey, not 'grey'"):
+        Stylizer.load(path, device="cpu", cutouts="grey")
+    from PIL import Image
+
+    Image.fromarray(np.dstack([rgb, alpha]), "RGBA").save(tmp_path / "cut.png")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "cut.png"), "-o", str(tmp_path / "o"), "--model",
+                                      str(path), "--cutouts", "grey"])  # fmt: skip
+    assert_one_line_error(result, "--cutouts must be alone or on-grey, not 'grey'")
+    result = CliRunner().invoke(app, ["run", str(tmp_path / "cut.png"), "-o", str(tmp_path / "o"), "--model",
+                                      str(path), "--cutouts", "on-grey", "--quiet"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / "cut.png")), got)
+
+
 def test_a_texture_net_with_noise_runs_whole_since_tiles_would_restart_its_noise(tmp_path):
     path, _ = trained_model(tmp_path / "run", "texture", "instance", noise_channels=2)
     export_model(path, tmp_path, name="m", check=False, engine=False)

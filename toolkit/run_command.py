@@ -30,6 +30,12 @@ def run(
     max_pixels: int = typer.Option(None, "--max-pixels", help="Refuse larger images (default ≈ 179 Mpx)."),
     strength: float = typer.Option(1.0, "--strength", help="Blend with the original: 1 = full style, 0 = none."),
     preserve_color: bool = typer.Option(False, "--preserve-color", help="Keep the input's colours."),
+    cutouts: str = typer.Option(
+        "alone",
+        "--cutouts",
+        help="Pictures with transparency: alone (the subject stylized as if it were the whole picture) or on-grey "
+        "(as if pasted on a mid-grey photo: darker subjects stay darker); the alpha is kept either way.",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that exist (default: skip them)."),
     format: str = typer.Option(None, "--format", help="Output image format (default: the input's)."),
     json_output: bool = typer.Option(False, "--json", help="One JSON object per output, then a summary."),
@@ -90,8 +96,8 @@ def run(
     with user_errors():
         settings = JobSettings(
             model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color, tile=tile,
-            precision=precision, temporal=temporal, flicker=flicker, batch_size=batch_size, max_size=max_size,
-            max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
+            precision=precision, cutouts=cutouts, temporal=temporal, flicker=flicker, batch_size=batch_size,
+            max_size=max_size, max_pixels=max_pixels or DEFAULT_MAX_PIXELS, format=format,
             overwrite=overwrite, server=server, model_name=model_name, ray=ray, ray_actors=ray_actors,
         )  # fmt: skip
         tasks, failures = plan(inputs, out, format)
