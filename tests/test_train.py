@@ -19,6 +19,7 @@ from train.checkpoint import load_model, save_model
 from train.config import resolve
 from train.generators import GeneratorSpec
 from train.loop import Reporter, run_training
+from train.losses import silent_style_layers
 from train.onnx_weights import generator_from_onnx
 
 runner = CliRunner()
@@ -241,6 +242,24 @@ def test_presets_reproduce_the_recipes_and_flags_override_them():
         resolve({"steps": 10, "epochs": 1.0})
     with pytest.raises(UserError, match="--preset"):
         resolve({"preset": "nope"})
+
+
+def test_a_style_layer_that_carries_almost_none_of_the_style_loss_is_named_once(inputs, tmp_path):
+    """Absolute weights on a VGG file whose deep Gram entries are tiny (the assets' VGG-16: relu4_3's term 1e5 times
+    below relu2_2's) silence the deep layers; training says so once, at its first step, and how to weigh them."""
+    terms = {"style/relu2_2": torch.tensor(277.0**2), "style/relu4_3": torch.tensor(0.64**2)}
+    warning = silent_style_layers(terms, {"relu2_2": 1.0, "relu4_3": 1.0})
+    assert warning is not None and warning.startswith("share of the style loss at the first step: relu4_3 0.00053 %")
+    assert "--loss-scale relative" in warning
+    assert silent_style_layers(terms, {"relu2_2": 1.0, "relu4_3": 2e5}) is None  # weighed up: it counts
+    assert silent_style_layers({"style/relu2_2": torch.tensor(1.0)}, {"relu2_2": 1.0}) is None
+    quiet = ["--style-layers", "relu1_2:1,relu2_2:1e-12"]  # the deep layer weighed down to nothing
+    result = invoke([*train_args(inputs, tmp_path / "a", 3), *quiet])
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: share of the style loss")]
+    assert len(warnings) == 1 and "relu2_2" in warnings[0] and "relu1_2" not in warnings[0]
+    result = invoke([*train_args(inputs, tmp_path / "b", 3), *quiet, "--loss-scale", "relative"])
+    assert result.exit_code == 0 and "share of the style loss" not in result.stderr
 
 
 def test_texture_net_with_noise_and_batch_norm_resumes_exactly(inputs, tmp_path):

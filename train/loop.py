@@ -32,7 +32,7 @@ from train.data import (
 from train.data import scan_folder as scan_images
 from train.generators import GeneratorSpec, build_generator
 from train.grain import add_grain, grain_change, random_grain
-from train.losses import PerceptualLoss
+from train.losses import PerceptualLoss, silent_style_layers
 from train.onnx_weights import generator_from_onnx
 from train.paste import change_round_shapes, paste, random_shapes
 from train.relight import random_relighting, relight, relighting_change
@@ -400,6 +400,9 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
             scaler.update()
             step += 1
             window_steps += 1
+            first = step == run_start_step + 1 and config.loss_scale == "absolute"
+            if first and (warning := silent_style_layers(terms, loss_fn.style_layers)):
+                reporter.warn(warning)
 
             logged = None
             if step % config.log_every == 0 or step == total_steps:

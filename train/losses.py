@@ -32,6 +32,21 @@ def tile_grams(features: Tensor, grid: int) -> Tensor:
     return torch.cat([gram_matrix(cell) for row in rows for cell in torch.tensor_split(row, grid, dim=3)])
 
 
+def silent_style_layers(terms: dict[str, Tensor], layer_weights: dict[str, float], below: float = 1e-3) -> str | None:
+    """A warning when some style layers carry almost none of the style loss, or None. With absolute weights their
+    terms are as large as the loss network's Gram entries, which differ by orders of magnitude from layer to layer
+    and from one VGG file to another (the Caffe-scale VGG-16 of the assets: relu4_3's term is ~1e5 times smaller
+    than relu2_2's), so equal layer weights can silence the deep layers that draw the painting's larger shapes."""
+    parts = {name: weight * float(terms[f"style/{name}"]) for name, weight in layer_weights.items()}
+    total = sum(parts.values())
+    silent = [f"{name} {100 * part / total:.2g} %" for name, part in parts.items() if part < below * total]
+    if len(parts) < 2 or not total > 0 or not silent:
+        return None
+    return (f"share of the style loss at the first step: {', '.join(silent)}: with absolute weights on this VGG "
+            "file these layers shape almost nothing; --loss-scale relative (or --preset balanced) weighs every "
+            "layer as a relative error, or raise them with --style-layers NAME:WEIGHT")  # fmt: skip
+
+
 def total_variation(images: Tensor, relative: bool = False) -> Tensor:
     """Sum of squared differences between neighbouring pixels, per image, averaged over the batch.
 
