@@ -57,16 +57,21 @@ def test_a_remote_run_writes_the_same_files_as_a_local_one_and_resumes(server, e
     for name, shape, seed in [("a.png", (60, 80), 1), ("b.png", (60, 80), 2), ("sub/c.jpg", (45, 33), 3),
                               ("tiny.png", (3, 5), 4)]:  # fmt: skip
         Image.fromarray(photo_like(shape, seed)).save(tmp_path / "in" / name)
+    alpha = np.zeros((60, 80), np.uint8)
+    alpha[10:50, 20:60] = 255  # a cut-out: the server cannot take its statistics from the opaque pixels
+    Image.fromarray(np.dstack([photo_like((60, 80), 5), alpha]), "RGBA").save(tmp_path / "in" / "cut.png")
     remote = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "remote"), "--server", server])
     assert remote.exit_code == 0, remote.output
-    local = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "local"), "--model", str(model)])
+    assert "note: cut-outs ran pasted on mid-grey (--cutouts on-grey): triton cannot" in remote.stderr
+    local = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "local"), "--model", str(model),
+                                "--cutouts", "on-grey"])  # fmt: skip
     assert local.exit_code == 0, local.output
     files = sorted(p.relative_to(tmp_path / "local") for p in (tmp_path / "local").rglob("*.*"))
-    assert [str(f) for f in files] == ["a.png", "b.png", "sub/c.jpg", "tiny.png"]
+    assert [str(f) for f in files] == ["a.png", "b.png", "cut.png", "sub/c.jpg", "tiny.png"]
     for f in files:
         assert (tmp_path / "remote" / f).read_bytes() == (tmp_path / "local" / f).read_bytes()
     again = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "remote"), "--server", server])
-    assert "done 0, skipped 4" in again.stderr
+    assert "done 0, skipped 5" in again.stderr
     host, port = server.rsplit(":", 1)
     grpc = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "grpc"), "--server",
                                f"grpc://{host}:{int(port) + 1}", "--batch-size", "2"])  # fmt: skip

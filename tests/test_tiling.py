@@ -238,8 +238,8 @@ def test_on_grey_cut_outs_are_the_subject_pasted_on_grey_the_same_on_every_backe
     alpha = np.zeros((96, 128), np.uint8)
     alpha[10:90, 20:110] = 255
     alpha[8:10, 20:110] = 90  # a soft edge
-    weight = alpha[..., None] / 255.0
-    pasted = np.clip(np.rint(rgb * weight + 128 * (1 - weight)), 0, 255).astype(np.uint8)
+    weight = alpha.astype(np.float32)[..., None] / 255.0  # in float32, as the runtime composites
+    pasted = np.clip(np.rint(rgb * weight + 128.0 * (1.0 - weight)), 0, 255).astype(np.uint8)
     opaque = alpha == 255
     with (Stylizer.load(path, device="cpu", cutouts="on-grey") as on_grey,
           Stylizer.load(path, device="cpu") as alone):  # fmt: skip

@@ -253,6 +253,7 @@ def test_a_style_layer_that_carries_almost_none_of_the_style_loss_is_named_once(
     assert "--loss-scale relative" in warning
     assert silent_style_layers(terms, {"relu2_2": 1.0, "relu4_3": 2e5}) is None  # weighed up: it counts
     assert silent_style_layers({"style/relu2_2": torch.tensor(1.0)}, {"relu2_2": 1.0}) is None
+    assert silent_style_layers(terms, {"relu2_2": 1.0, "relu4_3": 0.0}) is None  # switched off on purpose
     quiet = ["--style-layers", "relu1_2:1,relu2_2:1e-12"]  # the deep layer weighed down to nothing
     result = invoke([*train_args(inputs, tmp_path / "a", 3), *quiet])
     assert result.exit_code == 0, result.output
@@ -260,6 +261,8 @@ def test_a_style_layer_that_carries_almost_none_of_the_style_loss_is_named_once(
     assert len(warnings) == 1 and "relu2_2" in warnings[0] and "relu1_2" not in warnings[0]
     result = invoke([*train_args(inputs, tmp_path / "b", 3), *quiet, "--loss-scale", "relative"])
     assert result.exit_code == 0 and "share of the style loss" not in result.stderr
+    result = invoke(["train", "--out", str(tmp_path / "a"), "--resume", "--steps", "5", "--quiet"])  # from step 3
+    assert result.exit_code == 0 and "share of the style loss" not in result.stderr, result.output
 
 
 def test_texture_net_with_noise_and_batch_norm_resumes_exactly(inputs, tmp_path):

@@ -84,7 +84,7 @@ def run(
         with user_errors():
             settings = JobSettings(
                 model=model, backend=backend, device=device, strength=strength, preserve_color=preserve_color,
-                tile=tile, precision=precision, temporal=temporal, max_size=max_size,
+                tile=tile, precision=precision, cutouts=cutouts, temporal=temporal, max_size=max_size,
             )  # fmt: skip
             if server or ray:
                 raise JobError("a live stream runs here: drop --server and --ray")

@@ -400,7 +400,7 @@ def run_training(config: TrainConfig, resume: bool = False, reporter: ReporterLi
             scaler.update()
             step += 1
             window_steps += 1
-            first = step == run_start_step + 1 and config.loss_scale == "absolute"
+            first = step == 1 and config.loss_scale == "absolute" and config.style_weight > 0  # not on resume
             if first and (warning := silent_style_layers(terms, loss_fn.style_layers)):
                 reporter.warn(warning)
 

@@ -37,7 +37,7 @@ def silent_style_layers(terms: dict[str, Tensor], layer_weights: dict[str, float
     terms are as large as the loss network's Gram entries, which differ by orders of magnitude from layer to layer
     and from one VGG file to another (the Caffe-scale VGG-16 of the assets: relu4_3's term is ~1e5 times smaller
     than relu2_2's), so equal layer weights can silence the deep layers that draw the painting's larger shapes."""
-    parts = {name: weight * float(terms[f"style/{name}"]) for name, weight in layer_weights.items()}
+    parts = {name: weight * float(terms[f"style/{name}"]) for name, weight in layer_weights.items() if weight > 0}
     total = sum(parts.values())
     silent = [f"{name} {100 * part / total:.2g} %" for name, part in parts.items() if part < below * total]
     if len(parts) < 2 or not total > 0 or not silent:
