@@ -119,20 +119,21 @@ def evaluate(outputs: dict[str, np.ndarray], photos: dict[str, np.ndarray], judg
 
 def cutouts(assets: Path, styles: list[str], overrides: dict) -> list[dict]:
     """The cut-outs of the assets: how the subject comes out with statistics from its opaque pixels (what the runtime
-    does), with the old behaviour (the RGB under the transparency, black here, counted in the statistics), and pasted
-    on an opaque mid-grey background (the reference the quality issue names). Differences over the opaque pixels."""
+    does by default), with the old behaviour (the RGB under the transparency, black here, counted in the statistics),
+    and pasted on an opaque mid-grey background (`cutouts="on-grey"`, the reference the quality issue names).
+    Differences over the opaque pixels."""
     rows = []
     for style in styles:
-        with Stylizer.load(overrides.get(style, style), device="cpu", tile="off", precision="fp32") as stylizer:
+        settings = dict(device="cpu", tile="off", precision="fp32")
+        with (Stylizer.load(overrides.get(style, style), **settings) as stylizer,
+              Stylizer.load(overrides.get(style, style), **settings, cutouts="on-grey") as on_grey):  # fmt: skip
             for name in sorted(p.name for p in (assets / "content").glob("*_rgba.png")):
                 photo = read_photo(assets / "content" / name)
                 assert photo.alpha is not None
-                alpha = photo.alpha.astype(np.float32)[..., None] / 255.0
                 opaque = photo.alpha > 250
                 masked = stylizer.stylize_arrays([photo.rgb], alphas=[photo.alpha])[0]
                 old = stylizer.stylize_arrays([photo.rgb])[0]
-                on_grey = np.clip(np.rint(photo.rgb * alpha + 128 * (1 - alpha)), 0, 255).astype(np.uint8)
-                pasted = stylizer.stylize_arrays([on_grey])[0]
+                pasted = on_grey.stylize_arrays([photo.rgb], alphas=[photo.alpha])[0]
                 luma = lambda x, m=opaque: float((x.astype(np.float64) @ [0.299, 0.587, 0.114])[m].mean())  # noqa: E731
                 gap = lambda x, y, m=opaque: float(np.abs(x.astype(np.float64) - y)[m].mean())  # noqa: E731
                 rows.append({

@@ -284,9 +284,8 @@ class Stylizer:
         run_masked = getattr(self.backend, "run_masked", None)
         if self.cutouts == "on-grey" or run_masked is None or self.contract.fixed_size:
             if self.cutouts == "alone":
-                why = f"{self.backend_name} cannot run this model with statistics from the opaque pixels"
-                if self.contract.fixed_size:
-                    why = "this model takes one fixed size"
+                why = ("this model takes one fixed size" if self.contract.fixed_size else
+                       f"{self.backend_name} cannot run this model with statistics from the opaque pixels")  # fmt: skip
                 note = (f"cut-outs ran pasted on mid-grey (--cutouts on-grey): {why}; ONNX Runtime, OpenVINO or "
                         "torch with our exports stylize the subject alone")  # fmt: skip
                 if note not in self.notes:
