@@ -98,13 +98,18 @@ OWN_INTERPRETER_RUNNER = "test_the_tests_that_need_their_own_interpreter_pass_th
 
 @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: the runner must still be there to leave them to it
 def pytest_collection_modifyitems(config, items):
-    """Tests marked own_interpreter (Ray's) leave native state behind in the process that ran them: after
-    ray.shutdown() nine of its threads are still running, and its crash handler has replaced Python's, so a later
-    crash anywhere in the run would print no traceback. When their runner (tests/test_own_interpreter.py) is
-    selected too, they are left to it, which runs them in a child interpreter; otherwise they run here."""
-    if os.environ.get(OWN_INTERPRETER) or not any(item.name == OWN_INTERPRETER_RUNNER for item in items):
+    """Tests marked own_interpreter leave native state behind in the process that ran them, or should not share one
+    with what the rest of the suite leaves: after ray.shutdown() nine of Ray's threads are still running and its crash
+    handler has replaced Python's, so a later crash anywhere in the run would print no traceback; training (torch's
+    own threads, as `toolkit train` runs) should not share a process with the ONNX Runtime, OpenVINO and gRPC threads
+    earlier tests leave. Where the runner for a module (tests/test_own_interpreter.py) is selected too, that module's
+    tests are left to it, which runs them in a child interpreter; otherwise they run here."""
+    if os.environ.get(OWN_INTERPRETER):
         return
-    isolated = [item for item in items if item.get_closest_marker("own_interpreter")]
+    delegated = {item.callspec.params["module"] for item in items
+                 if item.originalname == OWN_INTERPRETER_RUNNER and hasattr(item, "callspec")}  # fmt: skip
+    isolated = [item for item in items if item.get_closest_marker("own_interpreter") and item.path.name in delegated]
     if isolated:
         config.hook.pytest_deselected(items=isolated)
-        items[:] = [item for item in items if not item.get_closest_marker("own_interpreter")]
+        left = {id(item) for item in isolated}
+        items[:] = [item for item in items if id(item) not in left]

@@ -23,6 +23,9 @@ from train.losses import silent_style_layers
 from train.onnx_weights import generator_from_onnx
 
 runner = CliRunner()
+# In a child interpreter when the whole suite runs (conftest.py): training's torch threads apart from the native threads
+# the ONNX Runtime, OpenVINO and gRPC tests leave behind, as a `toolkit train` process is.
+pytestmark = pytest.mark.own_interpreter
 
 
 @pytest.fixture(scope="module")
