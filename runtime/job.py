@@ -54,6 +54,7 @@ class Job:
     def __init__(self, tasks: list[Task], settings: JobSettings):
         self.settings = settings
         self.stylizer: Stylizer | None = None
+        self.ray_notes: list[str] = []  # the actors' notes under --ray, shown after the run
         self.images = [t for t in tasks if t.kind == "image"]
         self.videos = [t for t in tasks if t.kind == "video"]
         if settings.ray:
@@ -81,8 +82,12 @@ class Job:
         return self.stylizer.backend.device, self.stylizer.backend_name
 
     def notes(self) -> list[str]:
-        """Notes on how the model runs that were not handed out yet (after opening, and after running)."""
-        return self.stylizer.fresh_notes() if self.stylizer else []
+        """Notes on how the model runs that were not handed out yet (after opening, and after running; under --ray,
+        the actors' notes, each once, after running)."""
+        if self.stylizer is not None:
+            return self.stylizer.fresh_notes()
+        fresh, self.ray_notes = self.ray_notes, []
+        return fresh
 
     def run(
         self,
@@ -100,6 +105,7 @@ class Job:
                 device=s.device, strength=s.strength, preserve_color=s.preserve_color, tile=s.tile,
                 precision=s.precision, cutouts=s.cutouts, overwrite=s.overwrite, batch_size=s.batch_size,
                 max_size=s.max_size, max_pixels=s.max_pixels, format=s.format, report=on_image,
+                on_note=self.ray_notes.append,
             )  # fmt: skip
         elif self.images:
             assert self.stylizer is not None

@@ -66,12 +66,16 @@ class StylizeFiles:
             outcomes = [Outcome(t.source, t.target, UNAVAILABLE, self.unavailable) for t in tasks]
         else:
             outcomes = run_images(tasks, self.stylizer, **self.options)
+        # The Stylizer's notes not handed out yet (from loading the model, then from running it) ride on the batch's
+        # first row, one per line, so that the driver can show them as a local run does.
+        notes = ["\n".join(self.stylizer.fresh_notes()) if self.stylizer else ""] + [""] * (len(outcomes) - 1)
         return {
             "source": np.array([o.source for o in outcomes], dtype=object),
             "target": np.array([o.target for o in outcomes], dtype=object),
             "status": np.array([o.status for o in outcomes], dtype=object),
             "reason": np.array([o.reason for o in outcomes], dtype=object),
             "seconds": np.array([o.seconds for o in outcomes], dtype=np.float64),
+            "notes": np.array(notes, dtype=object),
         }
 
 
@@ -130,7 +134,9 @@ def run_images_on_ray(
     precision: str = "auto", cutouts: str = "alone", overwrite: bool = False, batch_size: int = 4,
     max_size: int | None = None, max_pixels: int,
     format: str | None = None, report: Callable[[Outcome], None] = lambda outcome: None,
+    on_note: Callable[[str], None] = lambda note: None,
 ) -> list[Outcome]:  # fmt: skip
+    """Stylize image files on a Ray cluster; `on_note` gets each distinct note of the actors' Stylizers once."""
     outcomes: list[Outcome] = []
 
     def finish(outcome: Outcome) -> None:
@@ -165,7 +171,12 @@ def run_images_on_ray(
         batch_size=max(batch_size, 1), batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(todo))), **resources,
     )  # fmt: skip
+    notes_seen: set[str] = set()
     for row in results.iter_rows():
+        for note in filter(None, row["notes"].split("\n")):
+            if note not in notes_seen:  # every actor loads the model and says the same
+                notes_seen.add(note)
+                on_note(note)
         if row["status"] == UNAVAILABLE:
             fix = "; on a cluster with GPUs the actors run on CUDA: install a CUDA backend there or pass --device cpu"
             raise JobError(f"--ray: {row['reason']}" + (fix if gpus and "CUDA" in row["reason"] else ""))

@@ -2,6 +2,7 @@
 
 import os
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -56,6 +57,38 @@ def test_ray_writes_the_same_bytes_as_a_local_run_resumes_and_names_failures(clu
     again = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "ray"), "--ray", "local", *args])
     assert "done 1, skipped 4, failed 1" in again.stderr
     assert (tmp_path / "ray" / "a.png").read_bytes() == (tmp_path / "local" / "a.png").read_bytes()
+
+
+def test_the_actors_notes_are_shown_once_each_as_a_local_run_shows_them(cluster, tmp_path):
+    """A foreign model of one fixed size: loading it gives a note (the channel order), and a cut-out gives another
+    (its statistics cannot come from the subject alone). Two actors each load the model and say the same."""
+    import onnx
+    import onnx.helper as h
+    from onnx import TensorProto
+
+    x = h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
+    graph = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "fixed.onnx")
+    (tmp_path / "in").mkdir()
+    cut = np.dstack([photo_like((24, 30), 1), np.zeros((24, 30), np.uint8)])
+    cut[6:18, 8:22, 3] = 255  # an opaque subject on a transparent ground
+    Image.fromarray(cut, "RGBA").save(tmp_path / "in" / "cut.png")
+    for i in range(3):
+        Image.fromarray(photo_like((20, 28), i + 2)).save(tmp_path / "in" / f"p{i}.png")
+    args = ["--model", str(tmp_path / "fixed.onnx"), "--batch-size", "1"]
+    local = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "local"), *args])
+    remote = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "ray"), "--ray", "local",
+                                 "--ray-actors", "2", *args])  # fmt: skip
+    assert local.exit_code == remote.exit_code == 0, remote.output
+
+    def notes(result) -> list[str]:
+        return [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+
+    assert any("cut-outs ran pasted on mid-grey" in n for n in notes(local)) and len(notes(local)) >= 2
+    assert sorted(notes(remote)) == sorted(notes(local))  # each once, though every actor said them
+    for name in ["cut.png", "p0.png", "p1.png", "p2.png"]:
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
 def test_ray_refuses_videos_and_a_missing_model(cluster, tmp_path):
