@@ -8,6 +8,7 @@ model file must be on a filesystem that every node sees (bundled styles are foun
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -67,8 +68,11 @@ class StylizeFiles:
         else:
             outcomes = run_images(tasks, self.stylizer, **self.options)
         # The Stylizer's notes not handed out yet (from loading the model, then from running it) ride on the batch's
-        # first row, one per line, so that the driver can show them as a local run does.
-        notes = ["\n".join(self.stylizer.fresh_notes()) if self.stylizer else ""] + [""] * (len(outcomes) - 1)
+        # first row as a JSON list (a note may hold several lines), so that the driver can show them as a local run
+        # does.
+        notes = ["[]"] * len(outcomes)
+        if outcomes and self.stylizer:
+            notes[0] = json.dumps(self.stylizer.fresh_notes())
         return {
             "source": np.array([o.source for o in outcomes], dtype=object),
             "target": np.array([o.target for o in outcomes], dtype=object),
@@ -173,7 +177,7 @@ def run_images_on_ray(
     )  # fmt: skip
     notes_seen: set[str] = set()
     for row in results.iter_rows():
-        for note in filter(None, row["notes"].split("\n")):
+        for note in json.loads(row["notes"]):
             if note not in notes_seen:  # every actor loads the model and says the same
                 notes_seen.add(note)
                 on_note(note)

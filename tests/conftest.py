@@ -94,6 +94,7 @@ def tensorrt_standin():
 
 OWN_INTERPRETER = "TOOLKIT_TESTS_OWN_INTERPRETER"  # set in the child interpreter that runs them
 OWN_INTERPRETER_RUNNER = "test_the_tests_that_need_their_own_interpreter_pass_there"
+DELEGATED = pytest.StashKey[dict[str, list[str]]]()  # module name -> node ids of its tests left to the runner
 
 
 @pytest.hookimpl(trylast=True)  # after -k, -m and --deselect: the runner must still be there to leave them to it
@@ -102,13 +103,16 @@ def pytest_collection_modifyitems(config, items):
     with what the rest of the suite leaves: after ray.shutdown() nine of Ray's threads are still running and its crash
     handler has replaced Python's, so a later crash anywhere in the run would print no traceback; training (torch's
     own threads, as `toolkit train` runs) should not share a process with the ONNX Runtime, OpenVINO and gRPC threads
-    earlier tests leave. Where the runner for a module (tests/test_own_interpreter.py) is selected too, that module's
-    tests are left to it, which runs them in a child interpreter; otherwise they run here."""
+    earlier tests leave. Where the runner for a module (tests/test_own_interpreter.py) is selected too, the module's
+    selected tests are left to it, which runs them (by node id) in a child interpreter; otherwise they run here."""
+    config.stash[DELEGATED] = {}
     if os.environ.get(OWN_INTERPRETER):
         return
-    delegated = {item.callspec.params["module"] for item in items
-                 if item.originalname == OWN_INTERPRETER_RUNNER and hasattr(item, "callspec")}  # fmt: skip
-    isolated = [item for item in items if item.get_closest_marker("own_interpreter") and item.path.name in delegated]
+    runners = {item.callspec.params["module"] for item in items
+               if item.originalname == OWN_INTERPRETER_RUNNER and hasattr(item, "callspec")}  # fmt: skip
+    isolated = [item for item in items if item.get_closest_marker("own_interpreter") and item.path.name in runners]
+    for item in isolated:
+        config.stash[DELEGATED].setdefault(item.path.name, []).append(item.nodeid)
     if isolated:
         config.hook.pytest_deselected(items=isolated)
         left = {id(item) for item in isolated}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import OWN_INTERPRETER
+from tests.conftest import DELEGATED, OWN_INTERPRETER
 
 TESTS = Path(__file__).parent
 
@@ -25,8 +25,11 @@ def test_the_marked_modules_are_the_ones_that_need_it():
 
 
 @pytest.mark.parametrize("module", marked_modules())
-def test_the_tests_that_need_their_own_interpreter_pass_there(module):
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / module)]
+def test_the_tests_that_need_their_own_interpreter_pass_there(module, request):
+    selected = request.config.stash[DELEGATED].get(module, [])  # what -k, -m or node ids left of the module
+    if not selected:
+        pytest.skip(f"no test of {module} is selected here (or it skipped itself at collection) to run in a child")
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected]
     # its own session: on a timeout the whole group goes (Ray's GCS and raylet with it). Its working folder is the
     # project's, where a crash leaves its core dump for .ci/post_mortem.
     env = {**os.environ, OWN_INTERPRETER: "1"}

@@ -74,7 +74,7 @@ def test_the_actors_notes_are_shown_once_each_as_a_local_run_shows_them(cluster,
     cut = np.dstack([photo_like((24, 30), 1), np.zeros((24, 30), np.uint8)])
     cut[6:18, 8:22, 3] = 255  # an opaque subject on a transparent ground
     Image.fromarray(cut, "RGBA").save(tmp_path / "in" / "cut.png")
-    for i in range(3):
+    for i in range(9):  # ten one-file batches: both actors get some, load the model, and say the same
         Image.fromarray(photo_like((20, 28), i + 2)).save(tmp_path / "in" / f"p{i}.png")
     args = ["--model", str(tmp_path / "fixed.onnx"), "--batch-size", "1"]
     local = runner.invoke(app, ["run", str(tmp_path / "in"), "-o", str(tmp_path / "local"), *args])
@@ -87,7 +87,7 @@ def test_the_actors_notes_are_shown_once_each_as_a_local_run_shows_them(cluster,
 
     assert any("cut-outs ran pasted on mid-grey" in n for n in notes(local)) and len(notes(local)) >= 2
     assert sorted(notes(remote)) == sorted(notes(local))  # each once, though every actor said them
-    for name in ["cut.png", "p0.png", "p1.png", "p2.png"]:
+    for name in ["cut.png", *(f"p{i}.png" for i in range(9))]:
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
