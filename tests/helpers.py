@@ -163,3 +163,15 @@ def ray_sandbox() -> Iterator[Path]:
         finally:
             shutil.rmtree(temp, ignore_errors=True)
     assert home_ray.exists() == had_home_ray
+
+
+def nchw_model(path, nodes, inits=(), shape=("N", 3, "H", "W"), out_shape=("N", 3, "H", "W"), opset=17):
+    """A small foreign ONNX model: x -> nodes -> y, float NCHW (a fixed size where the shape gives numbers)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))
+    graph = helper.make_graph(nodes, "g", [x], [y], list(inits))
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
+    return path

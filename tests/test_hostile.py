@@ -6,13 +6,13 @@ import json
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 from PIL import Image
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 import runtime.jobs
-from tests.helpers import assert_one_line_error, photo_like
+from tests.helpers import assert_one_line_error, nchw_model, photo_like
 from tests.test_export import trained_model
 from toolkit.cli import app
 
@@ -23,14 +23,6 @@ runner = CliRunner()
 def photo(tmp_path):
     path = tmp_path / "photo.png"
     Image.fromarray(photo_like((40, 52), 1)).save(path)
-    return path
-
-
-def nchw_model(path, nodes, inits=(), shape=("N", 3, "H", "W"), out_shape=("N", 3, "H", "W"), opset=17):
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, list(out_shape))
-    graph = helper.make_graph(nodes, "g", [x], [y], list(inits))
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]), path)
     return path
 
 

@@ -8,7 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from runtime.ray_jobs import connect
-from tests.helpers import descendants, listening_addresses, photo_like, ray_sandbox
+from tests.helpers import descendants, listening_addresses, nchw_model, photo_like, ray_sandbox
 from toolkit.cli import app
 
 ray = pytest.importorskip("ray")
@@ -62,14 +62,10 @@ def test_ray_writes_the_same_bytes_as_a_local_run_resumes_and_names_failures(clu
 def test_the_actors_notes_are_shown_once_each_as_a_local_run_shows_them(cluster, tmp_path):
     """A foreign model of one fixed size: loading it gives a note (the channel order), and a cut-out gives another
     (its statistics cannot come from the subject alone). Two actors each load the model and say the same."""
-    import onnx
     import onnx.helper as h
-    from onnx import TensorProto
 
-    x = h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
-    graph = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "fixed.onnx")
+    nchw_model(tmp_path / "fixed.onnx", [h.make_node("Identity", ["x"], ["y"])], shape=(1, 3, 8, 8),
+               out_shape=(1, 3, 8, 8))  # fmt: skip
     (tmp_path / "in").mkdir()
     cut = np.dstack([photo_like((24, 30), 1), np.zeros((24, 30), np.uint8)])
     cut[6:18, 8:22, 3] = 255  # an opaque subject on a transparent ground

@@ -9,7 +9,7 @@ from export.pipeline import export_model
 from runtime import ModelError, Stylizer
 from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
 from runtime.tiling import RECEPTIVE_MARGIN, TiledBackend, stats_graph, stats_layout, tile_graph
-from tests.helpers import assert_one_line_error, photo_like
+from tests.helpers import assert_one_line_error, nchw_model, photo_like
 from tests.test_export import trained_model
 from toolkit.cli import app
 
@@ -127,12 +127,8 @@ def test_toolkit_run_in_tiles_matches_whole_runs(model, tmp_path):
 
 def test_a_fixed_size_foreign_model_cannot_be_tiled(tmp_path):
     import onnx.helper as h
-    from onnx import TensorProto
 
-    x = h.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
-    y = h.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])
-    graph = h.make_graph([h.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
-    onnx.save(h.make_model(graph, opset_imports=[h.make_opsetid("", 17)]), tmp_path / "f.onnx")
+    nchw_model(tmp_path / "f.onnx", [h.make_node("Identity", ["x"], ["y"])], shape=(1, 3, 8, 8), out_shape=(1, 3, 8, 8))
     from PIL import Image
 
     Image.fromarray(photo_like((20, 20), 1)).save(tmp_path / "x.png")
